@@ -71,9 +71,11 @@ pub struct CheckContext {
 }
 
 impl CheckContext {
-    pub(crate) fn new(name: Arc<str>, timeout: Duration) -> Self {
+    /// A context for a run of `name` that must finish within `timeout`. The registry makes
+    /// these; make one yourself to call a [`Check`] directly, for example in a unit test.
+    pub fn new(name: impl Into<Arc<str>>, timeout: Duration) -> Self {
         Self {
-            name,
+            name: name.into(),
             deadline: Instant::now() + timeout,
         }
     }
@@ -220,13 +222,16 @@ mod tests {
 
     #[test]
     fn error_chain_keeps_the_root_cause() {
-        let error = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        let error = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        ));
         assert_eq!(error_chain(&error), "query failed: connection refused");
     }
 
     #[tokio::test]
     async fn context_reports_time_left() {
-        let ctx = CheckContext::new("db".into(), Duration::from_secs(2));
+        let ctx = CheckContext::new("db", Duration::from_secs(2));
         assert_eq!(ctx.name(), "db");
         assert!(ctx.remaining() <= Duration::from_secs(2));
         assert!(ctx.remaining() > Duration::from_secs(1));

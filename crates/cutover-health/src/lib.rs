@@ -1,7 +1,8 @@
 //! Kubernetes-style health probes for Rust services.
 //!
 //! Register [`Check`]s in a [`HealthRegistry`]; the registry runs them **concurrently**, each
-//! with its own **timeout**, on a **schedule of its own** (every 10 s with jitter by default),
+//! with its own **timeout**, on a **schedule of its own** (every 10 s with jitter by default,
+//! every 2 s while something fails),
 //! and publishes each round as a [`Snapshot`]. Probes read the latest snapshot, so a thousand
 //! load-balancer probes a second cost your database nothing, and every probe answers in
 //! microseconds, well inside Kubernetes' 1 s probe timeout.
@@ -53,7 +54,7 @@
 //!
 //! # Readiness follows the lifecycle
 //!
-//! The registry reads a [`Lifecycle`](cutover_core::Lifecycle): readiness is closed while
+//! The registry reads a [`Lifecycle`]: readiness is closed while
 //! `Starting` (until [`mark_started`](HealthRegistry::mark_started)) and from the moment a
 //! shutdown begins (`Draining`), whatever the checks say. Share the lifecycle with
 //! `cutover-shutdown` through [`HealthRegistryBuilder::lifecycle`] and a `SIGTERM` closes
@@ -108,7 +109,7 @@ pub use check::{BoxError, Check, CheckContext, CheckFn, CheckResult, Outcome, ch
 pub use cutover_core::{Lifecycle, Phase};
 pub use probe::{Liveness, Readiness, StartupStatus};
 pub use registry::{
-    BuildError, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, ErrorDetails, HealthRegistry, HealthRegistryBuilder,
-    Mode, Probe, Registration,
+    BuildError, DEFAULT_FAILING_INTERVAL, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DEFAULT_TTL, ErrorDetails, HealthRegistry,
+    HealthRegistryBuilder, Mode, Probe, Registration,
 };
 pub use snapshot::{CheckState, FailureKind, Snapshot, Status};

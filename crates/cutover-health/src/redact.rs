@@ -110,7 +110,9 @@ impl Redactor {
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secrets themselves.
-        f.debug_struct("Redactor").field("secrets", &self.secrets.len()).finish()
+        f.debug_struct("Redactor")
+            .field("secrets", &self.secrets.len())
+            .finish()
     }
 }
 
@@ -122,9 +124,15 @@ mod tests {
     fn masks_passwords_in_connection_urls() {
         for (input, expected) in [
             ("postgres://app:s3cr3t@db:5432/app", "postgres://app:***@db:5432/app"),
-            ("amqp://guest:guest@127.0.0.1:5672/%2f", "amqp://guest:***@127.0.0.1:5672/%2f"),
+            (
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
             ("redis://:p%40ss@cache:6379/0", "redis://:***@cache:6379/0"),
-            ("mongodb+srv://u:pw@cluster0.example.net/db", "mongodb+srv://u:***@cluster0.example.net/db"),
+            (
+                "mongodb+srv://u:pw@cluster0.example.net/db",
+                "mongodb+srv://u:***@cluster0.example.net/db",
+            ),
             ("https://ghp_abcdef123456@github.com/x", "https://***@github.com/x"),
         ] {
             assert_eq!(redact(input), expected, "input: {input}");
@@ -138,7 +146,10 @@ mod tests {
             "host=db user=app password=*** dbname=app"
         );
         assert_eq!(redact("api_key: abc-123"), "api_key: ***");
-        assert_eq!(redact("Authorization: Bearer eyJhbGciOi.J9"), "Authorization: Bearer ***");
+        assert_eq!(
+            redact("Authorization: Bearer eyJhbGciOi.J9"),
+            "Authorization: Bearer ***"
+        );
     }
 
     #[test]
@@ -150,7 +161,10 @@ mod tests {
     #[test]
     fn registered_secrets_are_masked_and_not_printed_by_debug() {
         let redactor = Redactor::new().secret("1234567:AAE-bot-token").secret("ab");
-        assert_eq!(redactor.redact("bot 1234567:AAE-bot-token rejected (ab)"), "bot *** rejected (ab)");
+        assert_eq!(
+            redactor.redact("bot 1234567:AAE-bot-token rejected (ab)"),
+            "bot *** rejected (ab)"
+        );
         assert!(!format!("{redactor:?}").contains("AAE"));
     }
 }

@@ -26,6 +26,8 @@ use crate::{
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time between two rounds in background mode.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default time between rounds while a check is failing, in background mode.
+pub const DEFAULT_FAILING_INTERVAL: Duration = Duration::from_secs(2);
 /// Default reuse window of a round in on-demand mode.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
 
@@ -253,6 +255,7 @@ pub enum BuildError {
 pub struct HealthRegistryBuilder {
     entries: Vec<Entry>,
     mode: Mode,
+    failing_interval: Duration,
     jitter: f64,
     stale_after: Option<Duration>,
     lifecycle: Option<Lifecycle>,
@@ -284,6 +287,14 @@ impl HealthRegistryBuilder {
     /// Run checks when probed, reusing results for `ttl` (single flight).
     pub fn on_demand(mut self, ttl: Duration) -> Self {
         self.mode = Mode::OnDemand { ttl };
+        self
+    }
+
+    /// Time between rounds in background mode while any check is failing (default 2 s, capped
+    /// at the interval). Recovery is seen within seconds, not a whole interval later, and a
+    /// dependency that is down only gets one cheap check every few seconds per replica.
+    pub fn failing_interval(mut self, interval: Duration) -> Self {
+        self.failing_interval = interval;
         self
     }
 
@@ -359,6 +370,7 @@ impl HealthRegistryBuilder {
         match self.mode {
             Mode::Background { interval } if interval.is_zero() => return Err(BuildError::ZeroSchedule("interval")),
             Mode::OnDemand { ttl } if ttl.is_zero() => return Err(BuildError::ZeroSchedule("TTL")),
+            _ if self.failing_interval.is_zero() => return Err(BuildError::ZeroSchedule("failing interval")),
             _ => {}
         }
         if !(0.0..=0.5).contains(&self.jitter) {
@@ -379,6 +391,7 @@ impl HealthRegistryBuilder {
             inner: Arc::new(Inner {
                 entries: self.entries.into_iter().map(Arc::new).collect(),
                 mode: self.mode,
+                failing_interval: self.failing_interval,
                 jitter: self.jitter,
                 stale_after,
                 lifecycle: self.lifecycle.unwrap_or_default(),
@@ -436,6 +449,7 @@ pub struct HealthRegistry {
 struct Inner {
     entries: Vec<Arc<Entry>>,
     mode: Mode,
+    failing_interval: Duration,
     jitter: f64,
     stale_after: Duration,
     lifecycle: Lifecycle,
@@ -460,6 +474,7 @@ impl HealthRegistry {
             mode: Mode::Background {
                 interval: DEFAULT_INTERVAL,
             },
+            failing_interval: DEFAULT_FAILING_INTERVAL,
             jitter: 0.1,
             stale_after: None,
             lifecycle: None,
@@ -707,8 +722,14 @@ async fn schedule(registry: Weak<Inner>, interval: Duration) {
         let Some(inner) = registry.upgrade() else {
             return;
         };
-        inner.refresh_if_older_than(Duration::ZERO).await;
-        let pause = jittered(interval, inner.jitter);
+        let snapshot = inner.refresh_if_older_than(Duration::ZERO).await;
+        let failing = snapshot.checks.iter().any(|state| state.status == Status::Unhealthy);
+        let next = if failing {
+            inner.failing_interval.min(interval)
+        } else {
+            interval
+        };
+        let pause = jittered(next, inner.jitter);
         // Do not keep the registry alive while sleeping.
         drop(inner);
         tokio::time::sleep(pause).await;
@@ -735,7 +756,10 @@ mod tests {
     fn jitter_stays_within_bounds() {
         for _ in 0..1000 {
             let pause = jittered(Duration::from_secs(10), 0.1);
-            assert!((Duration::from_secs(9)..=Duration::from_secs(11)).contains(&pause), "{pause:?}");
+            assert!(
+                (Duration::from_secs(9)..=Duration::from_secs(11)).contains(&pause),
+                "{pause:?}"
+            );
         }
         assert_eq!(jittered(Duration::from_secs(10), 0.0), Duration::from_secs(10));
     }

@@ -71,9 +71,19 @@ pub fn full(
         Some(_) if stale => (Status::Unhealthy, readiness.reason().map(str::to_owned)),
         Some(snapshot) => (overall_status(snapshot.checks.iter().filter(in_group)), None),
         None => {
-            let any_critical = registry.inner_entries().iter().any(|e| e.critical && tag.is_none_or(|t| e.has_tag(t)));
-            let status = if any_critical { Status::Unhealthy } else { Status::Healthy };
-            (status, Some("health checks have not completed their first round".to_owned()))
+            let any_critical = registry
+                .inner_entries()
+                .iter()
+                .any(|e| e.critical && tag.is_none_or(|t| e.has_tag(t)));
+            let status = if any_critical {
+                Status::Unhealthy
+            } else {
+                Status::Healthy
+            };
+            (
+                status,
+                Some("health checks have not completed their first round".to_owned()),
+            )
         }
     };
 
@@ -85,7 +95,11 @@ pub fn full(
             }
         }
         None => {
-            for entry in registry.inner_entries().iter().filter(|e| tag.is_none_or(|t| e.has_tag(t))) {
+            for entry in registry
+                .inner_entries()
+                .iter()
+                .filter(|e| tag.is_none_or(|t| e.has_tag(t)))
+            {
                 let body = match format {
                     Format::Json => json!({ "status": "pending", "critical": entry.critical }),
                     Format::HealthJson => json!([{ "status": "warn", "output": "not checked yet" }]),
@@ -139,7 +153,11 @@ pub fn full(
 }
 
 fn check_body(state: &CheckState, show_errors: bool, format: Format) -> Value {
-    let error = if show_errors { state.last_error() } else { state.last_error().map(|_| "hidden") };
+    let error = if show_errors {
+        state.last_error()
+    } else {
+        state.last_error().map(|_| "hidden")
+    };
     match format {
         Format::Json => {
             let mut body = json!({

@@ -69,8 +69,12 @@ fn format_of(headers: &HeaderMap) -> Format {
     Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
 }
 
-fn respond(rendered: Rendered, format: Format) -> Response {
-    let status = if rendered.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+fn respond(rendered: &Rendered, format: Format) -> Response {
+    let status = if rendered.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = serde_json::to_vec(&rendered.body).unwrap_or_else(|_| b"{}".to_vec());
     (
         status,
@@ -93,7 +97,10 @@ async fn full_report(State(registry): State<HealthRegistry>, headers: HeaderMap)
     let format = format_of(&headers);
     let snapshot = registry.latest().await;
     let show_errors = shows_errors(&registry, &headers);
-    respond(report::full(&registry, snapshot.as_deref(), None, show_errors, format), format)
+    respond(
+        &report::full(&registry, snapshot.as_deref(), None, show_errors, format),
+        format,
+    )
 }
 
 async fn group(State(registry): State<HealthRegistry>, Path(tag): Path<String>, headers: HeaderMap) -> Response {
@@ -107,7 +114,10 @@ async fn group(State(registry): State<HealthRegistry>, Path(tag): Path<String>, 
         return (
             StatusCode::NOT_FOUND,
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/problem+json"),
+                ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             ],
             body.to_string(),
@@ -117,24 +127,30 @@ async fn group(State(registry): State<HealthRegistry>, Path(tag): Path<String>, 
     let format = format_of(&headers);
     let snapshot = registry.latest().await;
     let show_errors = shows_errors(&registry, &headers);
-    respond(report::full(&registry, snapshot.as_deref(), Some(&tag), show_errors, format), format)
+    respond(
+        &report::full(&registry, snapshot.as_deref(), Some(&tag), show_errors, format),
+        format,
+    )
 }
 
 async fn ready(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
     let snapshot = registry.latest().await;
     let readiness = registry.readiness_of(snapshot.as_deref());
-    respond(report::readiness(&readiness, snapshot.as_deref(), format), format)
+    respond(&report::readiness(&readiness, snapshot.as_deref(), format), format)
 }
 
 async fn live(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
     let liveness = registry.liveness().await;
-    respond(report::liveness(&liveness, format), format)
+    respond(&report::liveness(&liveness, format), format)
 }
 
 async fn startup(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
     let startup = registry.startup().await;
-    respond(report::startup(&startup, registry.lifecycle().uptime(), format), format)
+    respond(
+        &report::startup(&startup, registry.lifecycle().uptime(), format),
+        format,
+    )
 }

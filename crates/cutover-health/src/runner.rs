@@ -64,7 +64,7 @@ async fn run_one(entry: Arc<Entry>) -> RunResult {
         Ok(Ok(Err(error))) => Err((FailureKind::Error, error_chain(error.as_ref()))),
         Ok(Err(join_error)) if join_error.is_panic() => Err((
             FailureKind::Panic,
-            format!("check panicked: {}", panic_message(join_error.into_panic())),
+            format!("check panicked: {}", panic_message(&*join_error.into_panic())),
         )),
         Ok(Err(_cancelled)) => Err((FailureKind::Error, "check task was cancelled".to_owned())),
         Err(_elapsed) => {
@@ -81,7 +81,7 @@ async fn run_one(entry: Arc<Entry>) -> RunResult {
     }
 }
 
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
+fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(message) = payload.downcast_ref::<&str>() {
         (*message).to_owned()
     } else if let Some(message) = payload.downcast_ref::<String>() {
@@ -102,7 +102,11 @@ fn merge(
     let state = match run.result {
         Ok(outcome) => CheckState {
             entry: Arc::clone(entry),
-            status: if outcome.degraded { Status::Degraded } else { Status::Healthy },
+            status: if outcome.degraded {
+                Status::Degraded
+            } else {
+                Status::Healthy
+            },
             duration: run.duration,
             checked_at: now,
             consecutive_failures: 0,
@@ -142,7 +146,11 @@ fn log_transition(previous: Option<Status>, state: &CheckState) {
     let check = state.name();
     match state.status {
         Status::Healthy if previous.is_some() => {
-            tracing::info!(check, duration_ms = state.duration.as_secs_f64() * 1e3, "health check recovered");
+            tracing::info!(
+                check,
+                duration_ms = state.duration.as_secs_f64() * 1e3,
+                "health check recovered"
+            );
         }
         Status::Healthy => {}
         Status::Degraded => {

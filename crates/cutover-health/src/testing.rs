@@ -190,7 +190,11 @@ impl Script {
 
     /// The current behavior.
     pub fn current(&self) -> Behavior {
-        self.state.behavior.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.state
+            .behavior
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// How many times the check has run.
@@ -223,14 +227,25 @@ pub async fn probe(router: &Router, path: &str) -> ProbeResponse {
 /// If the body is neither empty nor JSON: this is a test helper, and a non-JSON health body is
 /// a failed test.
 pub async fn send(router: &Router, request: Request<Body>) -> ProbeResponse {
-    let response = router.clone().oneshot(request).await.unwrap_or_else(|never| match never {});
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|never| match never {});
     let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.expect("reading an in-memory body cannot fail").to_bytes();
+    let bytes = body
+        .collect()
+        .await
+        .expect("reading an in-memory body cannot fail")
+        .to_bytes();
     let json = if bytes.is_empty() {
         Value::Null
     } else {
         serde_json::from_slice(&bytes).unwrap_or_else(|error| {
-            panic!("response body is not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "response body is not JSON ({error}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
         })
     };
     ProbeResponse {

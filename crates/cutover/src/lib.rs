@@ -33,3 +33,8 @@ pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "health")]
 #[doc(inline)]
 pub use cutover_health as health;
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -33,7 +33,13 @@ impl Check for HttpCheck {
             .send()
             .await
             // reqwest puts the full URL, credentials included, in its errors.
-            .map_err(|error| format!("GET {}: {}", self.shown, crate::check::error_chain(&error.without_url())))?;
+            .map_err(|error| {
+                format!(
+                    "GET {}: {}",
+                    self.shown,
+                    crate::check::error_chain(&error.without_url())
+                )
+            })?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("GET {} answered {status}", self.shown).into());

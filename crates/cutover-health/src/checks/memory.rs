@@ -39,7 +39,8 @@ impl Check for MemoryCheck {
         let thresholds = self.thresholds;
         // Reading /proc and /sys is blocking file I/O.
         tokio::task::spawn_blocking(move || {
-            let system = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))?;
+            let system =
+                System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))?;
             match system.cgroup_limits() {
                 Some(limits) => thresholds.judge(
                     "memory (cgroup limit)",

@@ -21,7 +21,9 @@ impl MongoCheck {
 impl Check for MongoCheck {
     async fn check(&self, _ctx: CheckContext) -> CheckResult {
         let reply = self.client.database("admin").run_command(doc! { "ping": 1 }).await?;
-        let ok = reply.get("ok").and_then(|ok| ok.as_f64().or_else(|| ok.as_i32().map(f64::from)));
+        let ok = reply
+            .get("ok")
+            .and_then(|ok| ok.as_f64().or_else(|| ok.as_i32().map(f64::from)));
         if ok != Some(1.0) {
             return Err(format!("ping answered {reply}").into());
         }

@@ -56,7 +56,9 @@ impl Check for RabbitMqCheck {
             return Err(format!("RabbitMQ connection is {state}").into());
         }
         if status.blocked() {
-            return Ok(crate::Outcome::degraded("the broker blocked publishing (resource alarm)"));
+            return Ok(crate::Outcome::degraded(
+                "the broker blocked publishing (resource alarm)",
+            ));
         }
         let channel = connection.create_channel().await?;
         channel.close(200, "health check".into()).await?;

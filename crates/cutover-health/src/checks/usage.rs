@@ -82,7 +82,12 @@ mod tests {
 
     #[test]
     fn rejects_inverted_or_out_of_range_levels() {
-        assert!(Thresholds::new(95.0, 90.0).unwrap_err().to_string().contains("warn (95)"));
+        assert!(
+            Thresholds::new(95.0, 90.0)
+                .unwrap_err()
+                .to_string()
+                .contains("warn (95)")
+        );
         assert!(Thresholds::new(80.0, 101.0).is_err());
         assert!(Thresholds::new(-1.0, 90.0).is_err());
         assert_eq!(Thresholds::new(80.0, 90.0).unwrap(), Thresholds::DEFAULT);

@@ -1,5 +1,6 @@
 //! The registry without HTTP: scheduling, timeouts, panics, history, verdicts.
 //! Time-based behaviour runs under paused tokio time, so it is exact and instant.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::time::Duration;
 
@@ -22,12 +23,21 @@ fn duplicate_and_invalid_names_are_rejected_at_build_time() {
         .build()
         .unwrap_err();
     assert_eq!(error, BuildError::DuplicateName("db".into()));
-    assert_eq!(error.to_string(), "health check `db` is registered twice; check names must be unique");
+    assert_eq!(
+        error.to_string(),
+        "health check `db` is registered twice; check names must be unique"
+    );
 
-    let error = HealthRegistry::builder().check("  ", StaticCheck::healthy()).build().unwrap_err();
+    let error = HealthRegistry::builder()
+        .check("  ", StaticCheck::healthy())
+        .build()
+        .unwrap_err();
     assert_eq!(error, BuildError::EmptyName);
 
-    let error = HealthRegistry::builder().check("a b", StaticCheck::healthy()).build().unwrap_err();
+    let error = HealthRegistry::builder()
+        .check("a b", StaticCheck::healthy())
+        .build()
+        .unwrap_err();
     assert!(matches!(error, BuildError::InvalidName(name) if name == "a b"));
 
     let error = HealthRegistry::builder()
@@ -36,9 +46,15 @@ fn duplicate_and_invalid_names_are_rejected_at_build_time() {
         .unwrap_err();
     assert_eq!(error, BuildError::ZeroTimeout("db".into()));
 
-    let error = HealthRegistry::builder().background(Duration::ZERO).build().unwrap_err();
+    let error = HealthRegistry::builder()
+        .background(Duration::ZERO)
+        .build()
+        .unwrap_err();
     assert_eq!(error, BuildError::ZeroSchedule("interval"));
-    assert!(matches!(HealthRegistry::builder().jitter(0.9).build(), Err(BuildError::InvalidJitter(_))));
+    assert!(matches!(
+        HealthRegistry::builder().jitter(0.9).build(),
+        Err(BuildError::InvalidJitter(_))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -51,9 +67,17 @@ async fn checks_run_concurrently() {
     let started = Instant::now();
     let snapshot = registry.refresh().await;
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(100) && elapsed < Duration::from_millis(150), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(100) && elapsed < Duration::from_millis(150),
+        "{elapsed:?}"
+    );
     assert_eq!(snapshot.status(), Status::Healthy);
-    assert!(snapshot.checks().iter().all(|c| c.duration() >= Duration::from_millis(100)));
+    assert!(
+        snapshot
+            .checks()
+            .iter()
+            .all(|c| c.duration() >= Duration::from_millis(100))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -189,14 +213,22 @@ async fn background_jitter_spreads_rounds_within_bounds() {
 #[tokio::test(start_paused = true)]
 async fn the_scheduler_stops_when_the_registry_is_dropped() {
     let (db, script) = ScriptedCheck::healthy();
-    let registry = HealthRegistry::builder().check("db", db).background(Duration::from_secs(1)).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .check("db", db)
+        .background(Duration::from_secs(1))
+        .build()
+        .unwrap();
     registry.spawn();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let runs = script.runs();
     assert_eq!(runs, 3);
     drop(registry);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert!(script.runs() <= runs + 1, "scheduler kept running: {} runs", script.runs());
+    assert!(
+        script.runs() <= runs + 1,
+        "scheduler kept running: {} runs",
+        script.runs()
+    );
 }
 
 #[tokio::test]
@@ -223,7 +255,11 @@ async fn on_demand_mode_shares_one_round_between_concurrent_probes() {
 #[tokio::test(start_paused = true)]
 async fn on_demand_mode_reruns_after_the_ttl() {
     let (db, script) = ScriptedCheck::healthy();
-    let registry = HealthRegistry::builder().check("db", db).on_demand(Duration::from_secs(1)).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .check("db", db)
+        .on_demand(Duration::from_secs(1))
+        .build()
+        .unwrap();
     registry.latest().await;
     registry.latest().await;
     assert_eq!(script.runs(), 1);
@@ -268,7 +304,10 @@ async fn readiness_follows_the_lifecycle_and_the_critical_readiness_checks() {
 
     registry.lifecycle().advance_to(Phase::Draining);
     let readiness = registry.readiness().await;
-    assert!(!readiness.is_ready(), "draining closes readiness whatever the checks say");
+    assert!(
+        !readiness.is_ready(),
+        "draining closes readiness whatever the checks say"
+    );
     assert!(readiness.reason().unwrap().starts_with("draining"));
     assert!(registry.liveness().await.is_alive(), "liveness stays up while draining");
 }
@@ -346,12 +385,18 @@ async fn secrets_in_check_errors_never_reach_the_snapshot() {
         .unwrap();
     let snapshot = registry.refresh().await;
     let error = snapshot.check("db").unwrap().last_error().unwrap();
-    assert_eq!(error, "error connecting to postgres://app:***@db:5432/app (bot token ***)");
+    assert_eq!(
+        error,
+        "error connecting to postgres://app:***@db:5432/app (bot token ***)"
+    );
 }
 
 #[tokio::test]
 async fn subscribers_see_every_round() {
-    let registry = HealthRegistry::builder().check("db", StaticCheck::healthy()).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .check("db", StaticCheck::healthy())
+        .build()
+        .unwrap();
     let mut rounds = registry.subscribe();
     let watcher = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -377,7 +422,10 @@ fn check_results_are_exported_as_metrics() {
 
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
             let registry = HealthRegistry::builder()
@@ -397,8 +445,44 @@ fn check_results_are_exported_as_metrics() {
             })
             .map(|(_, _, _, value)| value)
     };
-    assert_eq!(find("cutover_health_check_status", "db"), Some(&DebugValue::Gauge(1.0.into())));
-    assert_eq!(find("cutover_health_check_status", "cache"), Some(&DebugValue::Gauge(0.0.into())));
-    assert_eq!(find("cutover_health_check_failures_total", "cache"), Some(&DebugValue::Counter(1)));
-    assert!(matches!(find("cutover_health_check_duration_seconds", "db"), Some(DebugValue::Histogram(v)) if v.len() == 1));
+    assert_eq!(
+        find("cutover_health_check_status", "db"),
+        Some(&DebugValue::Gauge(1.0.into()))
+    );
+    assert_eq!(
+        find("cutover_health_check_status", "cache"),
+        Some(&DebugValue::Gauge(0.0.into()))
+    );
+    assert_eq!(
+        find("cutover_health_check_failures_total", "cache"),
+        Some(&DebugValue::Counter(1))
+    );
+    assert!(
+        matches!(find("cutover_health_check_duration_seconds", "db"), Some(DebugValue::Histogram(v)) if v.len() == 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_checks_are_retried_on_the_shorter_failing_interval() {
+    let (db, script) = ScriptedCheck::new(Behavior::Fail("connection refused".into()));
+    let registry = HealthRegistry::builder()
+        .check("db", db)
+        .background(Duration::from_secs(10))
+        .failing_interval(Duration::from_secs(2))
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    registry.spawn();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(script.runs(), 1);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(script.runs(), 4, "rounds at 0, 2, 4 and 6 s while failing");
+
+    script.heal();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(script.runs(), 5, "the round at 8 s sees the recovery");
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(script.runs(), 5, "healthy again: back to the 10 s interval");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(script.runs(), 6);
 }

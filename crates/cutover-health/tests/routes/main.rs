@@ -1,4 +1,5 @@
 //! The probe routes driven in-process with `tower::ServiceExt::oneshot`.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::time::Duration;
 
@@ -23,7 +24,10 @@ async fn started(registry: &HealthRegistry) -> Router {
 #[tokio::test]
 async fn status_codes_follow_the_overall_status() {
     // healthy
-    let healthy = HealthRegistry::builder().check("db", StaticCheck::healthy()).build().unwrap();
+    let healthy = HealthRegistry::builder()
+        .check("db", StaticCheck::healthy())
+        .build()
+        .unwrap();
     let response = probe(&started(&healthy).await, "/health").await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.json["status"], "healthy");
@@ -43,19 +47,25 @@ async fn status_codes_follow_the_overall_status() {
     assert_eq!(probe(&app, "/health/ready").await.status, StatusCode::OK);
 
     // unhealthy: a critical check fails
-    let unhealthy = HealthRegistry::builder().check("db", StaticCheck::failing("connection refused")).build().unwrap();
+    let unhealthy = HealthRegistry::builder()
+        .check("db", StaticCheck::failing("connection refused"))
+        .build()
+        .unwrap();
     let app = started(&unhealthy).await;
     let response = probe(&app, "/health").await;
     assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.json["status"], "unhealthy");
     let ready = probe(&app, "/health/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(ready.json, json!({
-        "status": "not_ready",
-        "phase": "ready",
-        "reason": "critical checks failing",
-        "failed_checks": ["db"],
-    }));
+    assert_eq!(
+        ready.json,
+        json!({
+            "status": "not_ready",
+            "phase": "ready",
+            "reason": "critical checks failing",
+            "failed_checks": ["db"],
+        })
+    );
     // liveness never looks at dependencies
     let live = probe(&app, "/health/live").await;
     assert_eq!(live.status, StatusCode::OK);
@@ -72,13 +82,29 @@ async fn full_report_has_the_documented_shape() {
         .unwrap();
     let app = started(&registry).await;
     let body = probe(&app, "/health").await.json;
-    for key in ["status", "timestamp", "uptime_seconds", "ready", "phase", "version", "checks"] {
+    for key in [
+        "status",
+        "timestamp",
+        "uptime_seconds",
+        "ready",
+        "phase",
+        "version",
+        "checks",
+    ] {
         assert!(body.get(key).is_some(), "missing {key} in {body}");
     }
     assert_eq!(body["version"], "1.3.0");
     assert_eq!(body["ready"], false);
     let db = &body["checks"]["db"];
-    for key in ["status", "duration_ms", "critical", "consecutive_failures", "last_success", "last_error", "last_checked"] {
+    for key in [
+        "status",
+        "duration_ms",
+        "critical",
+        "consecutive_failures",
+        "last_success",
+        "last_error",
+        "last_checked",
+    ] {
         assert!(db.get(key).is_some(), "missing {key} in {db}");
     }
     assert_eq!(db["last_error"], serde_json::Value::Null);
@@ -104,8 +130,14 @@ async fn before_the_first_round_checks_are_pending_and_probes_fail() {
     assert_eq!(response.json["checks"]["db"]["status"], "pending");
     let ready = probe(&app, "/health/ready").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(ready.json["reason"], "health checks have not completed their first round");
-    assert_eq!(probe(&app, "/health/startup").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.json["reason"],
+        "health checks have not completed their first round"
+    );
+    assert_eq!(
+        probe(&app, "/health/startup").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test]
@@ -117,7 +149,10 @@ async fn startup_probe_latches_and_liveness_survives_draining() {
 
     let startup = probe(&app, "/health/startup").await;
     assert_eq!(startup.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(startup.json, json!({"status": "starting", "reason": "startup work has not completed"}));
+    assert_eq!(
+        startup.json,
+        json!({"status": "starting", "reason": "startup work has not completed"})
+    );
     assert_eq!(probe(&app, "/health/ready").await.json["phase"], "starting");
 
     registry.mark_started();
@@ -143,7 +178,10 @@ async fn startup_probe_latches_and_liveness_survives_draining() {
 
 #[tokio::test]
 async fn head_requests_get_the_status_without_a_body() {
-    let registry = HealthRegistry::builder().check("db", StaticCheck::failing("down")).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .check("db", StaticCheck::failing("down"))
+        .build()
+        .unwrap();
     let app = started(&registry).await;
     for (path, expected) in [
         ("/health", StatusCode::SERVICE_UNAVAILABLE),
@@ -151,7 +189,11 @@ async fn head_requests_get_the_status_without_a_body() {
         ("/health/live", StatusCode::OK),
         ("/health/startup", StatusCode::SERVICE_UNAVAILABLE),
     ] {
-        let request = Request::builder().method(Method::HEAD).uri(path).body(Body::empty()).unwrap();
+        let request = Request::builder()
+            .method(Method::HEAD)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
         let response = send(&app, request).await;
         assert_eq!(response.status, expected, "HEAD {path}");
         assert_eq!(response.json, serde_json::Value::Null, "HEAD {path} has no body");
@@ -161,7 +203,10 @@ async fn head_requests_get_the_status_without_a_body() {
 
 #[tokio::test]
 async fn every_response_is_uncacheable_json() {
-    let registry = HealthRegistry::builder().check("db", StaticCheck::healthy()).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .check("db", StaticCheck::healthy())
+        .build()
+        .unwrap();
     let app = started(&registry).await;
     for path in ["/health", "/health/ready", "/health/live", "/health/startup"] {
         let response = probe(&app, path).await;
@@ -194,9 +239,17 @@ async fn health_json_accept_header_selects_the_ietf_shape() {
     assert_eq!(body["checks"]["memory"][0]["status"], "warn");
     assert_eq!(body["checks"]["memory"][0]["output"], "85% used");
 
-    let ready = send(&app, get_with("/health/ready", header::ACCEPT, "application/health+json")).await;
+    let ready = send(
+        &app,
+        get_with("/health/ready", header::ACCEPT, "application/health+json"),
+    )
+    .await;
     assert_eq!(ready.json, json!({"status": "pass"}));
-    let live = send(&app, get_with("/health/live", header::ACCEPT, "application/health+json")).await;
+    let live = send(
+        &app,
+        get_with("/health/live", header::ACCEPT, "application/health+json"),
+    )
+    .await;
     assert_eq!(live.json, json!({"status": "pass"}));
 }
 
@@ -207,7 +260,10 @@ async fn secrets_never_appear_in_any_response() {
             "db",
             check_fn(|_| async { Err("cannot connect to postgres://svc:Tr0ub4dor@db.internal:5432/app".into()) }),
         )
-        .check("bot", check_fn(|_| async { Err("telegram rejected token 98765:SECRET-bot-token".into()) }))
+        .check(
+            "bot",
+            check_fn(|_| async { Err("telegram rejected token 98765:SECRET-bot-token".into()) }),
+        )
         .redact("98765:SECRET-bot-token")
         .build()
         .unwrap();
@@ -216,11 +272,17 @@ async fn secrets_never_appear_in_any_response() {
         for path in ["/health", "/health/ready", "/health/startup"] {
             let response = send(&app, get_with(path, header::ACCEPT, accept)).await;
             let text = response.json.to_string();
-            assert!(!text.contains("Tr0ub4dor") && !text.contains("SECRET-bot-token"), "{path}: {text}");
+            assert!(
+                !text.contains("Tr0ub4dor") && !text.contains("SECRET-bot-token"),
+                "{path}: {text}"
+            );
         }
     }
     let body = probe(&app, "/health").await.json;
-    assert_eq!(body["checks"]["db"]["last_error"], "cannot connect to postgres://svc:***@db.internal:5432/app");
+    assert_eq!(
+        body["checks"]["db"]["last_error"],
+        "cannot connect to postgres://svc:***@db.internal:5432/app"
+    );
     assert_eq!(body["checks"]["bot"]["last_error"], "telegram rejected token ***");
 }
 
@@ -234,14 +296,24 @@ async fn error_text_can_be_restricted_to_a_bearer_token() {
     let app = started(&registry).await;
 
     let anonymous = probe(&app, "/health").await.json;
-    assert_eq!(anonymous["checks"]["db"]["status"], "unhealthy", "statuses stay visible");
+    assert_eq!(
+        anonymous["checks"]["db"]["status"], "unhealthy",
+        "statuses stay visible"
+    );
     assert_eq!(anonymous["checks"]["db"]["last_error"], "hidden");
 
-    let wrong = send(&app, get_with("/health", header::AUTHORIZATION, "Bearer nope")).await.json;
+    let wrong = send(&app, get_with("/health", header::AUTHORIZATION, "Bearer nope"))
+        .await
+        .json;
     assert_eq!(wrong["checks"]["db"]["last_error"], "hidden");
 
-    let operator = send(&app, get_with("/health", header::AUTHORIZATION, "Bearer ops-token")).await.json;
-    assert_eq!(operator["checks"]["db"]["last_error"], "relation \"users\" does not exist");
+    let operator = send(&app, get_with("/health", header::AUTHORIZATION, "Bearer ops-token"))
+        .await
+        .json;
+    assert_eq!(
+        operator["checks"]["db"]["last_error"],
+        "relation \"users\" does not exist"
+    );
 }
 
 #[tokio::test]
@@ -272,11 +344,17 @@ async fn routes_merge_into_an_application_router_with_state_and_other_prefixes()
     struct AppState {
         greeting: &'static str,
     }
-    let registry = HealthRegistry::builder().check("db", StaticCheck::healthy()).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .check("db", StaticCheck::healthy())
+        .build()
+        .unwrap();
     registry.mark_started();
     registry.refresh().await;
     let app: Router = Router::new()
-        .route("/", get(|axum::extract::State(state): axum::extract::State<AppState>| async move { state.greeting }))
+        .route(
+            "/",
+            get(|axum::extract::State(state): axum::extract::State<AppState>| async move { state.greeting }),
+        )
         .merge(registry.router())
         .merge(registry.router_at("/internal/healthz/"))
         .with_state(AppState { greeting: "hi" });

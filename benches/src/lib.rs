@@ -1,0 +1,51 @@
+//! Helpers shared by the benchmarks: percentiles and a uniform report line.
+
+use std::time::Duration;
+
+/// Latency percentiles of a set of samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Slowest sample.
+    pub max: Duration,
+}
+
+impl Percentiles {
+    /// Compute from unsorted samples.
+    ///
+    /// # Panics
+    ///
+    /// If `samples` is empty.
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        assert!(!samples.is_empty(), "no samples");
+        samples.sort_unstable();
+        let at = |q: f64| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let index = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[index]
+        };
+        Self {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+/// The URL of a backing service, from the environment (see `scripts/services.sh`).
+///
+/// # Panics
+///
+/// When the variable is not set.
+pub fn service_url(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: run `scripts/services.sh up && source target/services.env` first")
+    })
+}

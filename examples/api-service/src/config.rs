@@ -1,0 +1,53 @@
+//! Configuration from flags, each with an environment-variable fallback.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// api-service: an axum API with health probes on its own dependencies.
+///
+/// Every flag can also be set through the environment variable named in its help. Only the
+/// embedded SQLite database is needed; each other dependency is used when its URL is set.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "api-service", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Version reported in health responses.
+    #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    pub service_version: String,
+
+    /// Embedded SQLite database file, created if missing.
+    #[arg(long, env = "SQLITE_PATH", default_value = "api-service.db")]
+    pub sqlite_path: PathBuf,
+
+    /// PostgreSQL URL, e.g. postgres://user:password@host:5432/db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Redis URL, e.g. redis://host:6379.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// RabbitMQ URL, e.g. amqp://user:password@host:5672/%2f.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// MongoDB URL, e.g. mongodb://host:27017.
+    #[arg(long, env = "MONGODB_URL", hide_env_values = true)]
+    pub mongodb_url: Option<String>,
+
+    /// Time between two rounds of health checks (e.g. 10s, 500ms).
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Time a single health check may take (e.g. 2s).
+    #[arg(long, env = "HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_check_timeout: Duration,
+}

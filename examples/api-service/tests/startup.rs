@@ -1,0 +1,209 @@
+//! The real `api-service` binary against real dependencies: it starts with nothing configured,
+//! starts (not ready) while its dependencies are unreachable and recovers when they return, and
+//! refuses malformed configuration with a message that leaks no secret.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use cutover_tests::{FaultProxy, eventually, host_port, retarget, service_url, unique};
+use serde_json::Value;
+
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Service {
+    fn start(envs: &[(&str, String)]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let sqlite = std::env::temp_dir().join(format!("{}.db", unique("api_service")));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_api-service"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("SQLITE_PATH", &sqlite)
+            .env("HEALTH_CHECK_INTERVAL", "1s")
+            .env("HEALTH_CHECK_TIMEOUT", "1s")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        Self {
+            child: command.spawn().expect("start api-service"),
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, Value)> {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json().await.ok()?))
+    }
+
+    async fn wait_until(&self, path: &str, status: u16, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let last = self.get(path).await;
+            match last {
+                Some((code, body)) if code == status => return body,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    panic!("GET {path} did not answer {status} within {within:?}; last answer: {last:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn starts_on_its_embedded_default_and_becomes_ready() {
+    let service = Service::start(&[]);
+    let ready = service.wait_until("/health/ready", 200, Duration::from_secs(20)).await;
+    assert_eq!(ready["status"], "ready");
+
+    let (status, report) = service.get("/health").await.unwrap();
+    assert_eq!(status, 200);
+    let mut checks: Vec<_> = report["checks"].as_object().unwrap().keys().cloned().collect();
+    checks.sort();
+    assert_eq!(
+        checks,
+        ["disk", "memory", "sqlite"],
+        "only the embedded database and the host checks"
+    );
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(service.get("/health/startup").await.unwrap().0, 200);
+}
+
+#[tokio::test]
+async fn unreachable_dependencies_mean_not_ready_but_alive_until_they_return() {
+    let database = service_url("DATABASE_URL");
+    let redis = service_url("REDIS_URL");
+    let amqp = service_url("AMQP_URL");
+    let mongodb = service_url("MONGODB_URL");
+    let postgres_proxy = FaultProxy::start(&host_port(&database, 5432)).await;
+    let redis_proxy = FaultProxy::start(&host_port(&redis, 6379)).await;
+    let amqp_proxy = FaultProxy::start(&host_port(&amqp, 5672)).await;
+    let mongo_proxy = FaultProxy::start(&host_port(&mongodb, 27017)).await;
+    let proxies = [&postgres_proxy, &redis_proxy, &amqp_proxy, &mongo_proxy];
+    for proxy in proxies {
+        proxy.cut();
+    }
+
+    let service = Service::start(&[
+        ("DATABASE_URL", retarget(&database, postgres_proxy.address())),
+        ("REDIS_URL", retarget(&redis, redis_proxy.address())),
+        ("AMQP_URL", retarget(&amqp, amqp_proxy.address())),
+        ("MONGODB_URL", retarget(&mongodb, mongo_proxy.address())),
+    ]);
+
+    let live = service.wait_until("/health/live", 200, Duration::from_secs(20)).await;
+    assert_eq!(live["status"], "alive");
+    let not_ready = service.wait_until("/health/ready", 503, Duration::from_secs(5)).await;
+    // Wait for a round in which all four have been tried.
+    let failed_checks = || async {
+        let (_, body) = service.get("/health/ready").await?;
+        let mut failed: Vec<String> = body["failed_checks"]
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        failed.sort();
+        Some(failed)
+    };
+    let all_failed = eventually(Duration::from_secs(10), || async {
+        failed_checks()
+            .await
+            .is_some_and(|failed| failed == ["mongodb", "postgres", "rabbitmq", "redis"])
+    })
+    .await;
+    assert!(
+        all_failed,
+        "failed checks: {:?}, first answer {not_ready}",
+        failed_checks().await
+    );
+
+    let (_, report) = service.get("/health").await.unwrap();
+    assert_eq!(report["status"], "unhealthy");
+    assert!(
+        !report.to_string().contains("cutover:cutover@"),
+        "password in report: {report}"
+    );
+    assert_eq!(
+        service.get("/health/live").await.unwrap().0,
+        200,
+        "liveness ignores dependencies"
+    );
+
+    for proxy in proxies {
+        proxy.restore();
+    }
+    let ready = service.wait_until("/health/ready", 200, Duration::from_secs(20)).await;
+    assert_eq!(ready["checks"]["postgres"], "healthy");
+    assert_eq!(ready["checks"]["rabbitmq"], "healthy");
+
+    // And back down again: readiness follows.
+    redis_proxy.cut();
+    let body = service.wait_until("/health/ready", 503, Duration::from_secs(10)).await;
+    assert_eq!(body["failed_checks"], serde_json::json!(["redis"]));
+}
+
+#[test]
+fn malformed_configuration_is_refused_without_leaking_secrets() {
+    let run = |envs: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_api-service"));
+        command
+            .env_clear()
+            .env("PORT", "0")
+            .env("HOST", "127.0.0.1")
+            .env("NO_COLOR", "1");
+        command.env(
+            "SQLITE_PATH",
+            std::env::temp_dir().join(format!("{}.db", unique("api_service"))),
+        );
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), text)
+    };
+
+    let (code, text) = run(&[("DATABASE_URL", "postgres://app:topsecret@db:notaport/app")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("DATABASE_URL is not usable"), "{text}");
+    assert!(!text.contains("topsecret"), "{text}");
+
+    let (code, text) = run(&[("REDIS_URL", "http://cache:6379")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("REDIS_URL is not usable"), "{text}");
+
+    let (code, text) = run(&[("PORT", "eighty")]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("invalid value 'eighty'"), "{text}");
+
+    let (code, text) = run(&[("HEALTH_CHECK_INTERVAL", "often")]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("HEALTH_CHECK_INTERVAL") || text.contains("--health-check-interval"),
+        "{text}"
+    );
+}

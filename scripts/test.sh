@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it: start (or find) the backing services, then
+# check formatting, lints and docs, and run every test against the real services.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh -p cutover-health    extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust from https://rustup.rs" >&2; exit 1; }
+
+scripts/services.sh up
+# shellcheck source=/dev/null
+source target/services.env
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "cargo test (all features, real services)"
+cargo test --workspace --all-features --locked "$@"
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
+step "all checks passed"
