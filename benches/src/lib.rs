@@ -49,3 +49,45 @@ pub fn service_url(variable: &str) -> String {
         panic!("{variable} is not set: run `scripts/services.sh up && source target/services.env` first")
     })
 }
+
+/// A port nobody listens on right now.
+///
+/// # Panics
+///
+/// If the OS has no free port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// Wait until something accepts TCP connections on `port`.
+///
+/// # Panics
+///
+/// If nothing listens within `within`.
+pub fn wait_for_listener(port: u16, within: Duration) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < within,
+            "nothing listened on port {port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Send SIGTERM to `pid`.
+///
+/// # Panics
+///
+/// If `kill` fails.
+pub fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {pid} failed");
+}

@@ -38,7 +38,10 @@
 
 use std::{
     fmt,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -75,6 +78,16 @@ impl Phase {
     pub const fn is_shutting_down(self) -> bool {
         matches!(self, Self::Draining | Self::Stopping | Self::Stopped)
     }
+
+    const fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Starting,
+            1 => Self::Ready,
+            2 => Self::Draining,
+            3 => Self::Stopping,
+            _ => Self::Stopped,
+        }
+    }
 }
 
 impl fmt::Display for Phase {
@@ -91,6 +104,9 @@ pub struct Lifecycle {
 
 struct Inner {
     phase: watch::Sender<Phase>,
+    /// The same phase as a plain atomic: middleware reads it on every request, and an atomic
+    /// load is cheaper than the watch channel's lock.
+    current: AtomicU8,
     started: Instant,
     started_at: SystemTime,
 }
@@ -102,15 +118,16 @@ impl Lifecycle {
         Self {
             inner: Arc::new(Inner {
                 phase,
+                current: AtomicU8::new(Phase::Starting as u8),
                 started: Instant::now(),
                 started_at: SystemTime::now(),
             }),
         }
     }
 
-    /// The current phase.
+    /// The current phase. A single atomic load: cheap enough for every request.
     pub fn phase(&self) -> Phase {
-        *self.inner.phase.borrow()
+        Phase::from_u8(self.inner.current.load(Ordering::Acquire))
     }
 
     /// A read-only view that can await phase changes.
@@ -126,6 +143,7 @@ impl Lifecycle {
         self.inner.phase.send_if_modified(|phase| {
             if *phase == Phase::Starting {
                 *phase = Phase::Ready;
+                self.inner.current.store(Phase::Ready as u8, Ordering::Release);
                 true
             } else {
                 false
@@ -139,6 +157,7 @@ impl Lifecycle {
         self.inner.phase.send_if_modified(|phase| {
             if target > *phase {
                 *phase = target;
+                self.inner.current.store(target as u8, Ordering::Release);
                 true
             } else {
                 false
@@ -234,6 +253,22 @@ mod tests {
         drop(lifecycle);
         assert_eq!(watch.wait_for(Phase::Stopped).await, Phase::Ready);
         assert_eq!(watch.changed().await, None);
+    }
+
+    #[test]
+    fn the_atomic_mirror_round_trips_every_phase() {
+        for phase in [
+            Phase::Starting,
+            Phase::Ready,
+            Phase::Draining,
+            Phase::Stopping,
+            Phase::Stopped,
+        ] {
+            assert_eq!(Phase::from_u8(phase as u8), phase);
+        }
+        let lifecycle = Lifecycle::new();
+        lifecycle.advance_to(Phase::Draining);
+        assert_eq!(lifecycle.phase(), *lifecycle.watch().rx.borrow());
     }
 
     #[test]

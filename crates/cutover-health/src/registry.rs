@@ -535,6 +535,13 @@ impl HealthRegistry {
         if self.inner.scheduler_started.swap(true, Ordering::AcqRel) {
             return;
         }
+        if self.inner.entries.is_empty() {
+            // Nothing to check: publish the one (empty, healthy) round there will ever be,
+            // and keep no timer running for nothing.
+            let inner = Arc::clone(&self.inner);
+            tokio::spawn(async move { inner.refresh_if_older_than(Duration::ZERO).await });
+            return;
+        }
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(schedule(weak, interval));
     }
@@ -683,9 +690,9 @@ impl HealthRegistry {
         }
     }
 
-    /// Whether `snapshot` is too old to trust.
+    /// Whether `snapshot` is too old to trust. Never, for a registry without checks.
     pub fn is_stale(&self, snapshot: &Snapshot) -> bool {
-        snapshot.age() > self.inner.stale_after
+        !self.inner.entries.is_empty() && snapshot.age() > self.inner.stale_after
     }
 
     pub(crate) fn inner_entries(&self) -> &[Arc<Entry>] {

@@ -1,15 +1,28 @@
 //! The HTTP application, built in a function so tests drive exactly what `main` serves.
+//! The health probes are added by `cutover::Service`.
 
-use axum::{Json, Router, routing::get};
-use cutover::health::HealthRegistry;
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::Query,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The application router: the service's own routes plus the health probes.
-pub fn router(health: &HealthRegistry) -> Router {
-    let version = health.version().unwrap_or(env!("CARGO_PKG_VERSION")).to_owned();
+/// The longest `/api/slow` will wait: long enough to outlast any shutdown timeout in tests,
+/// short enough that a typo cannot tie up a connection for hours.
+const SLOW_LIMIT_MS: u64 = 120_000;
+
+/// The application's own routes.
+pub fn router(version: &str) -> Router {
+    let version = version.to_owned();
     Router::new()
         .route("/", get(move || index(version.clone())))
-        .merge(health.router())
+        .route("/api/slow", get(slow))
 }
 
 async fn index(version: String) -> Json<Value> {
@@ -18,4 +31,43 @@ async fn index(version: String) -> Json<Value> {
         "version": version,
         "health": ["/health", "/health/ready", "/health/live", "/health/startup"],
     }))
+}
+
+#[derive(Debug, Deserialize)]
+struct SlowParams {
+    ms: u64,
+}
+
+/// `GET /api/slow?ms=N`: answers after N milliseconds, to see in-flight requests survive a
+/// shutdown.
+async fn slow(params: Result<Query<SlowParams>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Query(SlowParams { ms }) = match params {
+        Ok(params) => params,
+        Err(rejection) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                &format!("expected ?ms=<milliseconds>: {rejection}"),
+            );
+        }
+    };
+    if ms > SLOW_LIMIT_MS {
+        return problem(StatusCode::BAD_REQUEST, &format!("ms must be at most {SLOW_LIMIT_MS}"));
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Json(json!({ "slept_ms": ms })).into_response()
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }

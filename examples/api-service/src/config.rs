@@ -3,6 +3,7 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
+use cutover::shutdown::{ShutdownConfig, parse_duration};
 
 /// api-service: an axum API with health probes on its own dependencies.
 ///
@@ -50,4 +51,34 @@ pub struct Config {
     /// Time a single health check may take (e.g. 2s).
     #[arg(long, env = "HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_check_timeout: Duration,
+
+    /// How long requests are still served after SIGTERM while load balancers catch up
+    /// [default: 5s under Kubernetes, 0s otherwise].
+    #[arg(long, env = "SHUTDOWN_DRAIN_DELAY", value_parser = parse_duration)]
+    pub shutdown_drain_delay: Option<Duration>,
+
+    /// How long in-flight requests get once new ones are refused [default: 20s].
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+
+    /// Hard limit for the whole shutdown, normally the orchestrator's grace period [default: 30s].
+    #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_parser = parse_duration)]
+    pub shutdown_grace_period: Option<Duration>,
+}
+
+impl Config {
+    /// The shutdown timings: cutover's defaults, overridden by the flags that are set.
+    pub fn shutdown(&self) -> ShutdownConfig {
+        let mut config = ShutdownConfig::default();
+        if let Some(delay) = self.shutdown_drain_delay {
+            config = config.drain_delay(delay);
+        }
+        if let Some(timeout) = self.shutdown_timeout {
+            config = config.shutdown_timeout(timeout);
+        }
+        if let Some(grace_period) = self.shutdown_grace_period {
+            config = config.grace_period(grace_period);
+        }
+        config
+    }
 }

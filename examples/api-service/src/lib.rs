@@ -16,59 +16,32 @@ mod dependencies;
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
-use cutover::{Phase, health::HealthRegistry};
-use tokio::net::TcpListener;
+use cutover::{Service, shutdown::ShutdownReport};
 
 pub use config::Config;
 pub use dependencies::Dependencies;
 
-/// Connect the dependencies, build the health registry and the router, bind, and serve until
-/// SIGTERM or Ctrl-C.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// Connect the dependencies, build the health registry and the router, and serve until
+/// SIGTERM or Ctrl-C, draining traffic on the way out. Returns the shutdown report.
+pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let dependencies = Dependencies::connect(&config).await?;
     let health = dependencies.health(&config)?;
-    let app = app::router(&health);
+    let router = app::router(&config.service_version);
+    let sqlite = dependencies.sqlite.clone();
+    let postgres = dependencies.postgres.clone();
 
-    let address = SocketAddr::new(config.host, config.port);
-    let listener = TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
-    health.spawn();
-    // Startup work (connecting lazily, binding) is done; readiness now follows the checks.
-    health.mark_started();
-    tracing::info!(%address, version = %config.service_version, checks = ?health.check_names().collect::<Vec<_>>(), "api-service listening");
-
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(health))
+    let report = Service::builder(router)
+        .health(health)
+        .shutdown(config.shutdown())
+        .bind(SocketAddr::new(config.host, config.port))
+        // Hooks run last registered first: PostgreSQL closes before SQLite.
+        .hook("close sqlite", move || async move { sqlite.close().await })
+        .hook("close postgres", move || async move {
+            if let Some(pool) = postgres {
+                pool.close().await;
+            }
+        })
+        .serve()
         .await?;
-    tracing::info!("api-service stopped");
-    Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C, after closing readiness.
-async fn shutdown_signal(health: HealthRegistry) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    health.lifecycle().advance_to(Phase::Draining);
-    tracing::info!("shutdown requested");
+    Ok(report)
 }

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stdout().is_terminal())
         .init();
     match api_service::serve(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(report) => report.exit(),
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE

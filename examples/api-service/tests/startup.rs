@@ -3,72 +3,12 @@
 //! refuses malformed configuration with a message that leaks no secret.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+mod common;
 
+use std::{process::Command, time::Duration};
+
+use common::Service;
 use cutover_tests::{FaultProxy, eventually, host_port, retarget, service_url, unique};
-use serde_json::Value;
-
-struct Service {
-    child: Child,
-    base: String,
-}
-
-impl Service {
-    fn start(envs: &[(&str, String)]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let sqlite = std::env::temp_dir().join(format!("{}.db", unique("api_service")));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_api-service"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("SQLITE_PATH", &sqlite)
-            .env("HEALTH_CHECK_INTERVAL", "1s")
-            .env("HEALTH_CHECK_TIMEOUT", "1s")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (name, value) in envs {
-            command.env(name, value);
-        }
-        Self {
-            child: command.spawn().expect("start api-service"),
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, Value)> {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.json().await.ok()?))
-    }
-
-    async fn wait_until(&self, path: &str, status: u16, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let last = self.get(path).await;
-            match last {
-                Some((code, body)) if code == status => return body,
-                _ if tokio::time::Instant::now() >= deadline => {
-                    panic!("GET {path} did not answer {status} within {within:?}; last answer: {last:?}")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test]
 async fn starts_on_its_embedded_default_and_becomes_ready() {

@@ -1,0 +1,148 @@
+use std::{
+    error::Error,
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::{CutWait, DrainState};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// A response body was cut because the shutdown deadline passed while it was still streaming.
+#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
+#[error("response cut: the shutdown deadline passed while it was still streaming")]
+pub struct Cut;
+
+pin_project! {
+    /// Response body of [`DrainService`](super::DrainService): the inner body, which counts as
+    /// in flight until it ends and is cut at the shutdown deadline; or the empty body of a 503.
+    pub struct DrainBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+/// What keeps a request in flight: its tracker token, and the state that can cut it.
+type Tracking = (TaskTrackerToken, Arc<DrainState>);
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Empty,
+        Inner {
+            #[pin]
+            inner: B,
+            tracked: Option<Tracking>,
+            // Armed on the first `Pending`: bodies that are ready at once never pay for it.
+            cut_wait: Option<CutWait>,
+        },
+    }
+}
+
+impl<B> DrainBody<B> {
+    pub(crate) fn empty() -> Self {
+        Self { kind: BodyKind::Empty }
+    }
+
+    /// The inner body, when this one is not tracked (probe responses and small bodies of known
+    /// size, which are written at once). Lets a server that needs its own body type unwrap it
+    /// instead of boxing it; `Err` gives the body back when it must stay wrapped.
+    pub fn into_untracked(self) -> Result<B, Self> {
+        match self.kind {
+            BodyKind::Inner {
+                inner,
+                tracked: None,
+                cut_wait: None,
+            } => Ok(inner),
+            kind => Err(Self { kind }),
+        }
+    }
+
+    pub(crate) fn tracked(inner: B, tracked: Option<Tracking>) -> Self {
+        Self {
+            kind: BodyKind::Inner {
+                inner,
+                tracked,
+                cut_wait: None,
+            },
+        }
+    }
+}
+
+impl<B> Body for DrainBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let BodyKindProj::Inner {
+            inner,
+            tracked,
+            cut_wait,
+        } = self.project().kind.project()
+        else {
+            return Poll::Ready(None);
+        };
+        // A body that streams without ever pausing must be cut too.
+        if tracked.as_ref().is_some_and(|(_, state)| state.is_cut()) {
+            tracked.take();
+            return Poll::Ready(Some(Err(Cut.into())));
+        }
+        match inner.poll_frame(cx) {
+            Poll::Ready(None) => {
+                tracked.take();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                tracked.take();
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Pending => {
+                let Some((_, state)) = tracked.as_ref() else {
+                    // Not tracked (a probe, or already finished): nothing to cut.
+                    return Poll::Pending;
+                };
+                let cut = cut_wait.get_or_insert_with(|| state.cut_wait());
+                if cut.as_mut().poll(cx).is_ready() {
+                    tracked.take();
+                    return Poll::Ready(Some(Err(Cut.into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Empty => true,
+            BodyKind::Inner { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Empty => SizeHint::with_exact(0),
+            BodyKind::Inner { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl<B> fmt::Debug for DrainBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            BodyKind::Empty => "empty",
+            BodyKind::Inner { .. } => "inner",
+        };
+        f.debug_tuple("DrainBody").field(&kind).finish()
+    }
+}
