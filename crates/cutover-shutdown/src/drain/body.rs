@@ -10,14 +10,9 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::{CutWait, DrainState};
+use super::{Cut, CutWait, DrainState};
 
 type BoxError = Box<dyn Error + Send + Sync>;
-
-/// A response body was cut because the shutdown deadline passed while it was still streaming.
-#[derive(Debug, Clone, Copy, Default, thiserror::Error)]
-#[error("response cut: the shutdown deadline passed while it was still streaming")]
-pub struct Cut;
 
 pin_project! {
     /// Response body of [`DrainService`](super::DrainService): the inner body, which counts as

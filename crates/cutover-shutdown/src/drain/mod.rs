@@ -17,6 +17,7 @@
 //! untouched ([`DrainBody::into_untracked`]).
 
 mod body;
+mod error;
 mod future;
 mod layer;
 
@@ -35,7 +36,8 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_service::Service;
 
-pub use body::{Cut, DrainBody};
+pub use body::DrainBody;
+pub use error::Cut;
 pub use future::ResponseFuture;
 pub use layer::DrainLayer;
 
