@@ -1,5 +1,8 @@
 //! Helpers shared by the benchmarks: percentiles and a uniform report line.
 
+pub mod throughput;
+pub mod users;
+
 use std::time::Duration;
 
 /// Latency percentiles of a set of samples.

@@ -2,12 +2,25 @@
 //!
 //! `bench-server cutover <port>` serves through `cutover::Service` (drain layer, probes,
 //! graceful shutdown on SIGTERM); `bench-server bare <port>` serves the same router with plain
-//! `axum::serve`. Routes: `/` (hello) and `/slow?ms=N`.
+//! `axum::serve`. Routes: `/` (hello) and `/slow?ms=N`. `plain-user` and `versioned-user`
+//! serve `/api/users/{id}` as `Json<User>`, or as `Versioned<User>` behind the version layer.
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
-use axum::{Router, extract::Query, routing::get};
-use cutover::{Service, health::HealthRegistry, shutdown::ShutdownConfig};
+use axum::{
+    Router, ServiceExt as _,
+    body::Body,
+    extract::{Path, Query},
+    routing::get,
+};
+use cutover::{
+    Service,
+    health::HealthRegistry,
+    shutdown::ShutdownConfig,
+    versioning::{VersionLayer, Versioned, layer::VersionBody},
+};
+use cutover_benches::users;
+use tower::{Layer, ServiceExt as _};
 
 #[derive(serde::Deserialize)]
 struct Ms {
@@ -42,6 +55,37 @@ fn main() -> ExitCode {
                 axum::serve(listener, router()).await.expect("serve");
                 ExitCode::SUCCESS
             }
+            "plain-user" => {
+                let router = Router::new().route(
+                    "/api/users/{id}",
+                    get(|Path(id): Path<i64>| async move { axum::Json(users::user(id)) }),
+                );
+                let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+                axum::serve(listener, router).await.expect("serve");
+                ExitCode::SUCCESS
+            }
+            "versioned-user" | "versioned-user-lean" => {
+                let router = Router::new().route(
+                    "/api/users/{id}",
+                    get(|Path(id): Path<i64>| async move { Versioned::ok(users::user(id)) }),
+                );
+                let versions = if mode == "versioned-user-lean" {
+                    users::lean_versions()
+                } else {
+                    users::versions()
+                };
+                let changes = users::changes(&versions);
+                let service = VersionLayer::new(versions)
+                    .changes(changes)
+                    .layer(router)
+                    .map_request(|request: axum::extract::Request| request)
+                    .map_response(|response: http::Response<VersionBody<Body>>| {
+                        response.map(|body| body.into_parts().unwrap_or_else(Body::from))
+                    });
+                let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+                axum::serve(listener, service.into_make_service()).await.expect("serve");
+                ExitCode::SUCCESS
+            }
             "cutover" => {
                 let health = HealthRegistry::builder().build().expect("registry");
                 let config = ShutdownConfig::from_env().expect("SHUTDOWN_* variables");
@@ -60,7 +104,9 @@ fn main() -> ExitCode {
                 }
             }
             other => {
-                eprintln!("usage: bench-server <bare|cutover> <port> [workers], not {other:?}");
+                eprintln!(
+                    "usage: bench-server <bare|cutover|plain-user|versioned-user> <port> [workers], not {other:?}"
+                );
                 ExitCode::from(2)
             }
         }

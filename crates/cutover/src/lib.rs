@@ -35,6 +35,7 @@
 //! | `serve` (default) | [`Service`]; implies `health` and `shutdown` |
 //! | `health` | [`health`]: the check registry and probe routes |
 //! | `shutdown` | [`shutdown`]: lifecycle, drain layer, hooks, workers |
+//! | `versioning` | [`versioning`]: version negotiation, problem+json errors, Stripe-style changes |
 //! | `postgres`, `sqlite`, `mongodb`, `redis`, `http` | the built-in check for that dependency |
 //! | `rabbitmq` | the RabbitMQ check and the consumer drain |
 //! | `system` | memory (cgroup aware) and disk checks |
@@ -59,6 +60,11 @@ pub use cutover_health as health;
 #[cfg(feature = "shutdown")]
 #[doc(inline)]
 pub use cutover_shutdown as shutdown;
+
+/// API versions negotiated and transformed: see [`cutover_versioning`].
+#[cfg(feature = "versioning")]
+#[doc(inline)]
+pub use cutover_versioning as versioning;
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -201,6 +201,25 @@ impl Service {
 }
 
 impl ServiceBuilder {
+    /// Negotiate API versions for the application's routes (not the probes) and shape
+    /// `Versioned` responses: the layer wraps the whole application router, so
+    /// `/api/v1.2/...` paths are rewritten before routing.
+    #[cfg(feature = "versioning")]
+    #[allow(clippy::needless_pass_by_value)] // builders take what they are given
+    pub fn versioning(mut self, layer: cutover_versioning::VersionLayer) -> Self {
+        use tower::Layer as _;
+        let versioned = layer
+            .layer(self.router)
+            .map_request(|request: axum::extract::Request| request)
+            .map_response(
+                |response: http::Response<cutover_versioning::layer::VersionBody<Body>>| {
+                    response.map(|body| body.into_parts().unwrap_or_else(Body::from))
+                },
+            );
+        self.router = Router::new().fallback_service(versioned);
+        self
+    }
+
     /// The health registry whose probes are served (`/health`, `/health/ready`, ...). Its
     /// lifecycle becomes the service's, so readiness closes the moment draining starts.
     /// Without one, an empty registry serves the probes.

@@ -5,14 +5,18 @@
 //! add a critical check on that dependency: the service starts even while one is down, answers
 //! 503 on `/health/ready` (and 200 on `/health/live`) until it is back, and recovers on its own.
 //!
+//! The users API ([`users`]) is the brief's versioning example: one set of handlers serves API
+//! versions 1.0 to 1.3, chosen with `Accept-Version`, `/api/v1.2/users` or `?version=1.2`.
+//!
 //! Copy this crate as a template: [`Config`] reads flags and environment, [`Dependencies`]
-//! connects lazily and registers the checks, [`app::router`] builds the HTTP app, and
-//! [`serve`] runs it.
+//! connects lazily and registers the checks, [`app::router`] and [`users::router`] build the
+//! HTTP app, and [`serve`] runs it with probes, versioning and a draining shutdown.
 
 pub mod amqp;
 pub mod app;
 mod config;
 mod dependencies;
+pub mod users;
 
 use std::net::SocketAddr;
 
@@ -26,13 +30,15 @@ pub use dependencies::Dependencies;
 pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let dependencies = Dependencies::connect(&config).await?;
     let health = dependencies.health(&config)?;
-    let router = app::router(&config.service_version);
+    let users = users::UserStore::open(dependencies.sqlite.clone()).await?;
+    let router = app::router(&config.service_version).merge(users::router(users));
     let sqlite = dependencies.sqlite.clone();
     let postgres = dependencies.postgres.clone();
 
     let report = Service::builder(router)
         .health(health)
         .shutdown(config.shutdown())
+        .versioning(users::version_layer())
         .bind(SocketAddr::new(config.host, config.port))
         // Hooks run last registered first: PostgreSQL closes before SQLite.
         .hook("close sqlite", move || async move { sqlite.close().await })

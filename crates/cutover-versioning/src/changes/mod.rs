@@ -1,0 +1,531 @@
+//! Version changes, Stripe-style: handlers produce only the newest representation, and each
+//! version that broke compatibility declares, once, what it changed. Responses are walked back
+//! one version at a time (newest first); request bodies forward (oldest first).
+
+mod ops;
+mod plan;
+mod shape;
+
+use std::{
+    any::TypeId,
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+
+pub use shape::{Shape, VersionedShape};
+
+pub(crate) use self::plan::Direction;
+use self::{ops::Op, plan::Plan};
+use crate::{ApiVersion, VersionSet};
+
+/// A set of version changes that does not hold together, found when it is built or when a type
+/// is registered: every problem is reported, each with the resource and version concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version changes:\n  - {}", .problems.join("\n  - "))]
+pub struct VersionChangesError {
+    problems: Vec<String>,
+}
+
+impl VersionChangesError {
+    /// Each problem found.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+/// Why a value could not be transformed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransformError {
+    /// The version is not one of the set's.
+    #[error("API version {0} is not supported")]
+    UnsupportedVersion(ApiVersion),
+    /// The type's shape names resources that were never declared.
+    #[error(transparent)]
+    Invalid(#[from] VersionChangesError),
+    /// The value could not be turned into JSON, or the JSON into the type.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Default)]
+struct ResourceChanges {
+    head_fields: Vec<String>,
+    /// Changes per version index (the version that introduced them).
+    by_version: BTreeMap<usize, Vec<Op>>,
+}
+
+/// The declared changes of every resource, with compiled plans cached per (type, version).
+/// Cheap to clone.
+///
+/// ```
+/// use cutover_versioning::{Shape, VersionChanges, VersionSet, VersionedShape};
+/// use serde_json::json;
+///
+/// #[derive(serde::Serialize)]
+/// struct User { id: u64, username: String, is_active: bool }
+/// impl VersionedShape for User {
+///     fn shape() -> Shape { Shape::resource("user") }
+/// }
+///
+/// let versions = VersionSet::builder().supported(["1.0", "1.1"]).build().unwrap();
+/// let changes = VersionChanges::builder(&versions)
+///     .resource("user", ["id", "username", "is_active"], |user| {
+///         user.version("1.1", |v| v.renamed("name", "username").renamed("active", "is_active"))
+///     })
+///     .build()
+///     .unwrap();
+///
+/// // Render a webhook for a customer pinned to 1.0: no HTTP involved.
+/// let user = User { id: 7, username: "ada".into(), is_active: true };
+/// let old = changes.downgrade(&user, &"1.0".parse().unwrap()).unwrap();
+/// assert_eq!(old, json!({"id": 7, "name": "ada", "active": true}));
+/// ```
+#[derive(Clone)]
+pub struct VersionChanges {
+    inner: Arc<ChangesInner>,
+}
+
+struct ChangesInner {
+    set: VersionSet,
+    resources: HashMap<&'static str, ResourceChanges>,
+    plans: RwLock<HashMap<(TypeId, usize, Direction), Arc<Plan>>>,
+}
+
+impl fmt::Debug for VersionChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut resources: Vec<_> = self.inner.resources.keys().collect();
+        resources.sort();
+        f.debug_struct("VersionChanges")
+            .field("resources", &resources)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds [`VersionChanges`]. Created by [`VersionChanges::builder`].
+#[must_use]
+pub struct VersionChangesBuilder {
+    set: VersionSet,
+    resources: Vec<(&'static str, Vec<String>, ResourceBuilder)>,
+}
+
+impl fmt::Debug for VersionChangesBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionChangesBuilder").finish_non_exhaustive()
+    }
+}
+
+/// The changes of one resource, version by version.
+#[must_use]
+#[derive(Default)]
+pub struct ResourceBuilder {
+    versions: Vec<(String, Vec<Op>)>,
+}
+
+impl fmt::Debug for ResourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResourceBuilder")
+            .field("versions", &self.versions)
+            .finish()
+    }
+}
+
+impl ResourceBuilder {
+    /// The changes `version` introduced, declared going forward (from the version before it).
+    pub fn version(mut self, version: &str, changes: impl FnOnce(ChangeBuilder) -> ChangeBuilder) -> Self {
+        let built = changes(ChangeBuilder::default());
+        self.versions.push((version.to_owned(), built.ops));
+        self
+    }
+}
+
+/// The changes one version introduced to one resource. Field paths may be dotted
+/// (`"profile.first_name"`) to reach into plain sub-objects.
+#[must_use]
+#[derive(Default)]
+pub struct ChangeBuilder {
+    ops: Vec<Op>,
+}
+
+impl fmt::Debug for ChangeBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.ops).finish()
+    }
+}
+
+impl ChangeBuilder {
+    /// `old` was renamed to `new` in this version.
+    pub fn renamed(mut self, old: &str, new: &str) -> Self {
+        self.ops.push(Op::Rename {
+            old: old.to_owned(),
+            new: new.to_owned(),
+        });
+        self
+    }
+
+    /// `field` is new in this version: older clients do not see it.
+    pub fn added(mut self, field: &str) -> Self {
+        self.ops.push(Op::Added {
+            field: field.to_owned(),
+            default: None,
+        });
+        self
+    }
+
+    /// `field` is new in this version; a request from an older client, which cannot send it,
+    /// gets `default`.
+    pub fn added_with_default(mut self, field: &str, default: impl Into<Value>) -> Self {
+        self.ops.push(Op::Added {
+            field: field.to_owned(),
+            default: Some(default.into()),
+        });
+        self
+    }
+
+    /// `field` was removed in this version; older clients still get it, rebuilt from the rest
+    /// of the (older-version) object by `rebuild`.
+    pub fn removed(
+        mut self,
+        field: &str,
+        rebuild: impl Fn(&Map<String, Value>) -> Value + Send + Sync + 'static,
+    ) -> Self {
+        self.ops.push(Op::Removed {
+            field: field.to_owned(),
+            rebuild: Arc::new(rebuild),
+        });
+        self
+    }
+
+    /// `fields` moved into a new object `into` in this version (older clients see them flat).
+    pub fn nested(mut self, fields: &[&str], into: &str) -> Self {
+        self.ops.push(Op::Nested {
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            into: into.to_owned(),
+        });
+        self
+    }
+
+    /// The object `from` was flattened in this version: its `fields` now sit next to it.
+    pub fn flattened(mut self, from: &str, fields: &[&str]) -> Self {
+        self.ops.push(Op::Flattened {
+            from: from.to_owned(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        });
+        self
+    }
+
+    /// Values of the enum field `field` were renamed, as `(old, new)` pairs.
+    pub fn enum_renamed(mut self, field: &str, pairs: &[(&str, &str)]) -> Self {
+        self.ops.push(Op::EnumMap {
+            field: field.to_owned(),
+            renamed: pairs
+                .iter()
+                .map(|(old, new)| (Value::from(*old), Value::from(*new)))
+                .collect(),
+            added: Vec::new(),
+        });
+        self
+    }
+
+    /// The value `new` of the enum field `field` appeared in this version; older clients, who
+    /// do not know it, get `fallback`.
+    pub fn enum_added(mut self, field: &str, new: &str, fallback: &str) -> Self {
+        self.ops.push(Op::EnumMap {
+            field: field.to_owned(),
+            renamed: Vec::new(),
+            added: vec![(Value::from(fallback), Value::from(new))],
+        });
+        self
+    }
+
+    /// Any other change: `down` turns the new shape into the old one (responses), `up` the
+    /// old into the new (requests).
+    pub fn custom(
+        mut self,
+        down: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static,
+        up: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static,
+    ) -> Self {
+        self.ops.push(Op::Custom {
+            down: Arc::new(down),
+            up: Arc::new(up),
+        });
+        self
+    }
+}
+
+impl VersionChanges {
+    /// Start declaring changes for the versions in `set`.
+    pub fn builder(set: &VersionSet) -> VersionChangesBuilder {
+        VersionChangesBuilder {
+            set: set.clone(),
+            resources: Vec::new(),
+        }
+    }
+
+    /// The version set the changes belong to.
+    pub fn versions(&self) -> &VersionSet {
+        &self.inner.set
+    }
+
+    /// Check `T`'s shape against the declared resources and compile its plans for every
+    /// version now, so a mistake stops the service at start-up rather than on a request.
+    pub fn register<T: VersionedShape + 'static>(&self) -> Result<(), VersionChangesError> {
+        let count = self.inner.set.inner.versions.len();
+        for index in 0..count {
+            for direction in [Direction::Down, Direction::Up] {
+                self.plan::<T>(index, direction)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `value` (in the newest representation) as the client of `version` expects it.
+    pub fn downgrade<T>(&self, value: &T, version: &ApiVersion) -> Result<Value, TransformError>
+    where
+        T: Serialize + VersionedShape + 'static,
+    {
+        let index = self.index(version)?;
+        let mut json = serde_json::to_value(value)?;
+        self.plan::<T>(index, Direction::Down)?.apply(&mut json);
+        Ok(json)
+    }
+
+    /// A request `body` sent by a client of `version`, brought to the newest representation
+    /// and deserialized.
+    pub fn upgrade<T>(&self, mut body: Value, version: &ApiVersion) -> Result<T, TransformError>
+    where
+        T: DeserializeOwned + VersionedShape + 'static,
+    {
+        let index = self.index(version)?;
+        self.plan::<T>(index, Direction::Up)?.apply(&mut body);
+        Ok(serde_json::from_value(body)?)
+    }
+
+    fn index(&self, version: &ApiVersion) -> Result<usize, TransformError> {
+        self.inner
+            .set
+            .index_of(version)
+            .ok_or_else(|| TransformError::UnsupportedVersion(version.clone()))
+    }
+
+    /// The compiled plan for `T` to or from the version at `index`, cached.
+    pub(crate) fn plan<T: VersionedShape + 'static>(
+        &self,
+        index: usize,
+        direction: Direction,
+    ) -> Result<Arc<Plan>, VersionChangesError> {
+        self.plan_for(TypeId::of::<T>(), T::shape, index, direction)
+    }
+
+    pub(crate) fn plan_for(
+        &self,
+        type_id: TypeId,
+        shape: fn() -> Shape,
+        index: usize,
+        direction: Direction,
+    ) -> Result<Arc<Plan>, VersionChangesError> {
+        let key = (type_id, index, direction);
+        if let Some(plan) = self
+            .inner
+            .plans
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Arc::clone(plan));
+        }
+        let shape = shape();
+        let mut names = Vec::new();
+        shape.resource_names(&mut names);
+        let unknown: Vec<String> = names
+            .into_iter()
+            .filter(|name| !self.inner.resources.contains_key(name))
+            .map(|name| {
+                format!("a shape names the resource `{name}`, which has no `resource(\"{name}\", ...)` declaration")
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(VersionChangesError { problems: unknown });
+        }
+        let head = self.inner.set.inner.versions.len() - 1;
+        let plan = Arc::new(Plan::compile(&shape, index, head, direction, &|name, version| {
+            self.inner
+                .resources
+                .get(name)
+                .and_then(|resource| resource.by_version.get(&version))
+                .map_or(&[][..], Vec::as_slice)
+        }));
+        self.inner
+            .plans
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&plan));
+        Ok(plan)
+    }
+}
+
+impl VersionChangesBuilder {
+    /// Declare resource `name`, its fields in the newest version, and the changes each version
+    /// introduced to it. Every resource a shape names must be declared, even without changes.
+    pub fn resource<I, F>(
+        mut self,
+        name: &'static str,
+        head_fields: I,
+        changes: impl FnOnce(ResourceBuilder) -> ResourceBuilder,
+    ) -> Self
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<String>,
+    {
+        let fields = head_fields.into_iter().map(Into::into).collect();
+        self.resources.push((name, fields, changes(ResourceBuilder::default())));
+        self
+    }
+
+    /// Validate every change against the versions and the resources' fields, and build.
+    pub fn build(self) -> Result<VersionChanges, VersionChangesError> {
+        let set = self.set;
+        let mut problems = Vec::new();
+        let mut resources = HashMap::new();
+        for (name, head_fields, builder) in self.resources {
+            if resources.contains_key(name) {
+                problems.push(format!("resource `{name}` is declared twice"));
+                continue;
+            }
+            let mut changes = ResourceChanges {
+                head_fields,
+                by_version: BTreeMap::new(),
+            };
+            for (text, ops) in builder.versions {
+                let index = match text.parse::<ApiVersion>() {
+                    Ok(version) => match set.index_of(&version) {
+                        Some(index) => index,
+                        None => {
+                            problems.push(format!(
+                                "resource `{name}`: version {version} is not a supported version"
+                            ));
+                            continue;
+                        }
+                    },
+                    Err(error) => {
+                        problems.push(format!("resource `{name}`: {error}"));
+                        continue;
+                    }
+                };
+                if index == 0 {
+                    problems.push(format!(
+                        "resource `{name}`: version {text} is the oldest version; there is nothing before it to change"
+                    ));
+                    continue;
+                }
+                if changes.by_version.insert(index, ops).is_some() {
+                    problems.push(format!("resource `{name}`: version {text} is declared twice"));
+                }
+            }
+            // Walk the fields back from the newest version, checking every change on the way.
+            let mut fields = changes.head_fields.clone();
+            for (index, ops) in changes.by_version.iter().rev() {
+                for op in ops.iter().rev() {
+                    if let Err(problem) = op.fields_before(&mut fields) {
+                        problems.push(format!(
+                            "resource `{name}`, version {}: {problem}",
+                            set.info(*index).version
+                        ));
+                    }
+                }
+            }
+            resources.insert(name, changes);
+        }
+        if !problems.is_empty() {
+            return Err(VersionChangesError { problems });
+        }
+        Ok(VersionChanges {
+            inner: Arc::new(ChangesInner {
+                set,
+                resources,
+                plans: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn set() -> VersionSet {
+        VersionSet::builder().supported(["1.0", "1.1", "1.2"]).build().unwrap()
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_resource_and_version() {
+        let error = VersionChanges::builder(&set())
+            .resource("user", ["id", "username"], |r| {
+                r.version("1.1", |v| v.renamed("name", "usernme").added("email"))
+                    .version("1.0", |v| v.added("id"))
+                    .version("1.9", |v| v.added("x"))
+            })
+            .resource("user", ["id"], |r| r)
+            .build()
+            .unwrap_err();
+        let problems = error.problems().join("\n");
+        assert!(
+            problems.contains("version 1.1: renames a field to `usernme`, but the resource has no field `usernme`"),
+            "{problems}"
+        );
+        assert!(
+            problems.contains("version 1.1: adds `email`, but the resource has no field `email`"),
+            "{problems}"
+        );
+        assert!(problems.contains("version 1.0 is the oldest version"), "{problems}");
+        assert!(
+            problems.contains("version 1.9 is not a supported version"),
+            "{problems}"
+        );
+        assert!(problems.contains("resource `user` is declared twice"), "{problems}");
+    }
+
+    #[test]
+    fn fields_are_tracked_across_versions() {
+        // 1.2 renames a field that 1.1 added: valid only because the walk is ordered.
+        let changes = VersionChanges::builder(&set())
+            .resource("thing", ["id", "title"], |r| {
+                r.version("1.2", |v| v.renamed("name", "title"))
+                    .version("1.1", |v| v.added("name"))
+            })
+            .build();
+        assert!(changes.is_ok(), "{changes:?}");
+        // But 1.1 cannot add a field that only exists from 1.2 on.
+        let error = VersionChanges::builder(&set())
+            .resource("thing", ["id", "title"], |r| {
+                r.version("1.2", |v| v.renamed("name", "title"))
+                    .version("1.1", |v| v.added("title"))
+            })
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("version 1.1: adds `title`"), "{error}");
+    }
+
+    #[test]
+    fn unknown_resources_in_shapes_are_caught_at_registration() {
+        struct Typo;
+        impl VersionedShape for Typo {
+            fn shape() -> Shape {
+                Shape::object([("items", Shape::List(Box::new(Shape::resource("usr"))))])
+            }
+        }
+        let changes = VersionChanges::builder(&set())
+            .resource("user", ["id"], |r| r)
+            .build()
+            .unwrap();
+        let error = changes.register::<Typo>().unwrap_err();
+        assert!(error.to_string().contains("names the resource `usr`"), "{error}");
+        let _ = json!(null);
+    }
+}

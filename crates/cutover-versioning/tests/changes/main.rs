@@ -1,0 +1,493 @@
+//! Version changes on the original brief's user resource: each version's exact shape, single
+//! and inside pages and other resources, requests from old clients upgraded, the ordering
+//! rules, every kind of change, and a round-trip property.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use axum::{
+    Router,
+    body::Body,
+    extract::Request,
+    http::{HeaderMap, StatusCode, header},
+    routing::get,
+};
+use cutover_versioning::{
+    ApiVersion, Shape, VersionChanges, VersionLayer, VersionSet, Versioned, VersionedJson, VersionedShape,
+};
+use http_body_util::BodyExt;
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tower::{Layer, ServiceExt};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    avatar_url: Option<String>,
+}
+
+/// The newest (1.3) representation, the only one handlers know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    id: i64,
+    username: String,
+    email: String,
+    is_active: bool,
+    created_at: String,
+    updated_at: String,
+    profile: Profile,
+    preferences: Value,
+}
+
+impl VersionedShape for User {
+    fn shape() -> Shape {
+        Shape::resource("user")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NewUser {
+    username: String,
+    email: String,
+    #[serde(default = "yes")]
+    is_active: bool,
+    profile: Option<Profile>,
+    preferences: Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl VersionedShape for NewUser {
+    fn shape() -> Shape {
+        Shape::resource("user")
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T: VersionedShape> VersionedShape for Page<T> {
+    fn shape() -> Shape {
+        Shape::object([("items", Vec::<T>::shape())])
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Team {
+    name: String,
+    lead: User,
+    members: Vec<User>,
+}
+
+impl VersionedShape for Team {
+    fn shape() -> Shape {
+        Shape::resource_with("team", [("lead", User::shape()), ("members", Vec::<User>::shape())])
+    }
+}
+
+fn versions() -> VersionSet {
+    VersionSet::builder()
+        .supported(["1.0", "1.1", "1.2", "1.3"])
+        .build()
+        .unwrap()
+}
+
+/// The brief's history, declared once per version that introduced it.
+fn changes() -> VersionChanges {
+    VersionChanges::builder(&versions())
+        .resource(
+            "user",
+            [
+                "id",
+                "username",
+                "email",
+                "is_active",
+                "created_at",
+                "updated_at",
+                "profile",
+                "preferences",
+            ],
+            |user| {
+                user.version("1.3", |v| v.added_with_default("preferences", json!({})))
+                    .version("1.2", |v| v.added("updated_at").added("profile"))
+                    .version("1.1", |v| {
+                        v.added("created_at")
+                            .renamed("name", "username")
+                            .renamed("active", "is_active")
+                    })
+            },
+        )
+        .resource("team", ["name", "lead", "members"], |team| team)
+        .build()
+        .unwrap()
+}
+
+fn ada() -> User {
+    User {
+        id: 1,
+        username: "ada".into(),
+        email: "ada@example.com".into(),
+        is_active: true,
+        created_at: "2024-01-02T03:04:05Z".into(),
+        updated_at: "2024-06-07T08:09:10Z".into(),
+        profile: Profile {
+            first_name: Some("Ada".into()),
+            last_name: Some("Lovelace".into()),
+            avatar_url: None,
+        },
+        preferences: json!({"theme": "dark"}),
+    }
+}
+
+fn v(text: &str) -> ApiVersion {
+    text.parse().unwrap()
+}
+
+fn shape_at(version: &str) -> Value {
+    match version {
+        "1.0" => json!({"id": 1, "name": "ada", "email": "ada@example.com", "active": true}),
+        "1.1" => {
+            json!({"id": 1, "username": "ada", "email": "ada@example.com", "is_active": true, "created_at": "2024-01-02T03:04:05Z"})
+        }
+        "1.2" => json!({
+            "id": 1, "username": "ada", "email": "ada@example.com", "is_active": true,
+            "created_at": "2024-01-02T03:04:05Z", "updated_at": "2024-06-07T08:09:10Z",
+            "profile": {"first_name": "Ada", "last_name": "Lovelace", "avatar_url": null},
+        }),
+        _ => serde_json::to_value(ada()).unwrap(),
+    }
+}
+
+#[test]
+fn each_version_has_exactly_the_briefs_shape() {
+    let changes = changes();
+    changes.register::<User>().unwrap();
+    for version in ["1.0", "1.1", "1.2", "1.3"] {
+        assert_eq!(
+            changes.downgrade(&ada(), &v(version)).unwrap(),
+            shape_at(version),
+            "version {version}"
+        );
+    }
+}
+
+#[test]
+fn resources_are_transformed_wherever_they_appear() {
+    let changes = changes();
+    let page = Page {
+        items: vec![ada(), ada()],
+        next_cursor: Some("abc".into()),
+    };
+    let old = changes.downgrade(&page, &v("1.0")).unwrap();
+    assert_eq!(
+        old,
+        json!({"items": [shape_at("1.0"), shape_at("1.0")], "next_cursor": "abc"})
+    );
+
+    let team = Team {
+        name: "engines".into(),
+        lead: ada(),
+        members: vec![ada()],
+    };
+    let old = changes.downgrade(&team, &v("1.1")).unwrap();
+    assert_eq!(
+        old,
+        json!({"name": "engines", "lead": shape_at("1.1"), "members": [shape_at("1.1")]})
+    );
+    assert!(changes.register::<Team>().is_ok());
+}
+
+#[test]
+fn requests_from_old_clients_are_brought_forward() {
+    let changes = changes();
+    let from_1_0: NewUser = changes
+        .upgrade(
+            json!({"name": "grace", "email": "grace@example.com", "active": false}),
+            &v("1.0"),
+        )
+        .unwrap();
+    assert_eq!(
+        from_1_0,
+        NewUser {
+            username: "grace".into(),
+            email: "grace@example.com".into(),
+            is_active: false,
+            profile: None,
+            preferences: json!({}),
+        }
+    );
+    // A 1.3 client must send what 1.3 requires: no default is invented for it.
+    let error = changes
+        .upgrade::<NewUser>(json!({"username": "x", "email": "y"}), &v("1.3"))
+        .unwrap_err();
+    assert!(error.to_string().contains("missing field `preferences`"), "{error}");
+}
+
+#[test]
+fn children_are_downgraded_before_their_parent_and_upgraded_after_it() {
+    let versions = versions();
+    // In 1.2 the team gained `lead_name`, computed by older clients from the lead itself,
+    // which at that point must already be in its older shape (with `name`).
+    let changes = VersionChanges::builder(&versions)
+        .resource(
+            "user",
+            [
+                "id",
+                "username",
+                "email",
+                "is_active",
+                "created_at",
+                "updated_at",
+                "profile",
+                "preferences",
+            ],
+            |user| {
+                user.version("1.3", |v| v.added("preferences"))
+                    .version("1.2", |v| v.added("updated_at").added("profile"))
+                    .version("1.1", |v| {
+                        v.added("created_at")
+                            .renamed("name", "username")
+                            .renamed("active", "is_active")
+                    })
+            },
+        )
+        .resource("team", ["name", "lead", "members"], |team| {
+            team.version("1.1", |v| {
+                v.custom(
+                    |team| {
+                        let name = team["lead"]["name"].clone();
+                        team.insert("lead_name".into(), name);
+                    },
+                    |team| {
+                        team.remove("lead_name");
+                    },
+                )
+            })
+        })
+        .build()
+        .unwrap();
+    let team = Team {
+        name: "engines".into(),
+        lead: ada(),
+        members: vec![],
+    };
+    let old = changes.downgrade(&team, &v("1.0")).unwrap();
+    assert_eq!(old["lead_name"], "ada", "the parent saw the child's 1.0 shape: {old}");
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Order {
+    id: i64,
+    status: String,
+    shipping: Value,
+    total_cents: i64,
+    tags: Vec<String>,
+}
+
+impl VersionedShape for Order {
+    fn shape() -> Shape {
+        Shape::resource("order")
+    }
+}
+
+#[test]
+fn nest_flatten_enum_removed_and_custom_changes_go_both_ways() {
+    let versions = versions();
+    let changes = VersionChanges::builder(&versions)
+        .resource("order", ["id", "status", "shipping", "total_cents", "tags"], |order| {
+            order
+                // 1.3: the shipping address moved into an object.
+                .version("1.3", |v| v.nested(&["street", "city"], "shipping"))
+                // 1.2: `total` (a decimal string) was removed in favour of `total_cents`.
+                .version("1.2", |v| {
+                    v.added("total_cents").removed("total", |order| {
+                        let cents = order.get("total_cents").and_then(Value::as_i64).unwrap_or(0);
+                        json!(format!("{}.{:02}", cents / 100, cents % 100))
+                    })
+                })
+                // 1.1: status `new` became `pending`, and `archived` appeared.
+                .version("1.1", |v| {
+                    v.enum_renamed("status", &[("new", "pending")])
+                        .enum_added("status", "archived", "closed")
+                })
+        })
+        .build()
+        .unwrap();
+    changes.register::<Order>().unwrap();
+    let order = Order {
+        id: 9,
+        status: "pending".into(),
+        shipping: json!({"street": "1 Main St", "city": "Springfield"}),
+        total_cents: 1999,
+        tags: vec![],
+    };
+    assert_eq!(
+        changes.downgrade(&order, &v("1.2")).unwrap(),
+        json!({"id": 9, "status": "pending", "street": "1 Main St", "city": "Springfield", "total_cents": 1999, "tags": []})
+    );
+    assert_eq!(
+        changes.downgrade(&order, &v("1.0")).unwrap(),
+        json!({"id": 9, "status": "new", "street": "1 Main St", "city": "Springfield", "total": "19.99", "tags": []})
+    );
+    let archived = Order {
+        status: "archived".into(),
+        ..order
+    };
+    assert_eq!(changes.downgrade(&archived, &v("1.0")).unwrap()["status"], "closed");
+
+    // Forward: a 1.0 client's order.
+    let upgraded: Order = changes
+        .upgrade(
+            json!({"id": 3, "status": "new", "street": "2 Elm St", "city": "Shelbyville", "total": "5.00", "total_cents": 500, "tags": []}),
+            &v("1.0"),
+        )
+        .unwrap();
+    assert_eq!(upgraded.status, "pending");
+    assert_eq!(upgraded.shipping, json!({"street": "2 Elm St", "city": "Shelbyville"}));
+}
+
+/// The example API, in-process, to see the layer serialize `Versioned` responses and upgrade
+/// `VersionedJson` requests.
+fn app() -> Router {
+    let api = Router::new()
+        .route("/api/users/1", get(|| async { Versioned::ok(ada()) }))
+        .route(
+            "/api/users",
+            get(|| async {
+                Versioned::ok(Page {
+                    items: vec![ada()],
+                    next_cursor: None,
+                })
+            })
+            .post(|VersionedJson(new): VersionedJson<NewUser>| async move {
+                let mut user = ada();
+                user.username = new.username;
+                user.email = new.email;
+                user.is_active = new.is_active;
+                user.preferences = new.preferences;
+                Versioned::created(user)
+            }),
+        )
+        .route(
+            "/api/error",
+            get(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"name": "not renamed"}))) }),
+        );
+    Router::new().fallback_service(VersionLayer::new(versions()).changes(changes()).layer(api))
+}
+
+async fn send(request: Request) -> (StatusCode, HeaderMap, Value) {
+    let response = app().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn get_req(uri: &str) -> Request {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn the_layer_serves_every_version_from_one_handler() {
+    for version in ["1.0", "1.1", "1.2", "1.3"] {
+        let (status, headers, body) = send(get_req(&format!("/api/v{version}/users/1"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, shape_at(version), "{version}");
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            serde_json::to_vec(&body).unwrap().len().to_string()
+        );
+        let (_, _, page) = send(get_req(&format!("/api/users?version={version}"))).await;
+        assert_eq!(
+            page,
+            json!({"items": [shape_at(version)], "next_cursor": null}),
+            "{version}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_1_0_client_creates_a_user_with_its_own_field_names() {
+    let request = Request::post("/api/v1.0/users")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            r#"{"name": "grace", "email": "grace@example.com", "active": false}"#,
+        ))
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body,
+        json!({"id": 1, "name": "grace", "email": "grace@example.com", "active": false})
+    );
+
+    let not_json = Request::post("/api/users").body(Body::from("name=grace")).unwrap();
+    assert_eq!(send(not_json).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let broken = Request::post("/api/users")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{"))
+        .unwrap();
+    let (status, headers, body) = send(broken).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(body["title"], "Invalid JSON");
+    let wrong_shape = Request::post("/api/v1.3/users")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"username": 5}"#))
+        .unwrap();
+    assert_eq!(send(wrong_shape).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn error_responses_are_left_alone() {
+    let (status, _, body) = send(get_req("/api/v1.0/error")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({"name": "not renamed"}));
+}
+
+#[tokio::test]
+async fn without_the_layer_a_versioned_response_is_served_in_the_newest_shape() {
+    let bare = Router::new().route("/u", get(|| async { Versioned::ok(ada()) }));
+    let response = bare.oneshot(get_req("/u")).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), shape_at("1.3"));
+}
+
+proptest! {
+    /// Going back to a version and forward again returns the original, except for what that
+    /// version cannot express (fields added later come back as their request defaults).
+    #[test]
+    fn downgrade_then_upgrade_round_trips(
+        username in "[a-z]{1,12}",
+        email in "[a-z]{1,8}@[a-z]{1,8}\\.com",
+        is_active: bool,
+        first in proptest::option::of("[A-Z][a-z]{0,8}"),
+        theme in proptest::option::of("light|dark"),
+        version in prop::sample::select(vec!["1.0", "1.1", "1.2", "1.3"]),
+    ) {
+        let changes = changes();
+        let profile = Profile { first_name: first, last_name: None, avatar_url: None };
+        let preferences = theme.map_or(json!({}), |t| json!({"theme": t}));
+        let user = User { username, email, is_active, profile: profile.clone(), preferences: preferences.clone(), ..ada() };
+        let old = changes.downgrade(&user, &v(version)).unwrap();
+        let back: NewUser = changes.upgrade(old, &v(version)).unwrap();
+        prop_assert_eq!(&back.username, &user.username);
+        prop_assert_eq!(&back.email, &user.email);
+        prop_assert_eq!(back.is_active, user.is_active);
+        let (expected_profile, expected_preferences) = match version {
+            "1.0" | "1.1" => (None, json!({})),
+            "1.2" => (Some(profile), json!({})),
+            _ => (Some(profile), preferences),
+        };
+        prop_assert_eq!(back.profile, expected_profile);
+        prop_assert_eq!(back.preferences, expected_preferences);
+    }
+}

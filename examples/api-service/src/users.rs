@@ -1,0 +1,408 @@
+//! The users API of the original brief, versioned Stripe-style.
+//!
+//! Handlers only know the newest (1.3) representation. Each version that broke compatibility
+//! says once, in [`changes`], what it changed; the version layer shapes every response for the
+//! version the client asked for, and brings old clients' request bodies forward:
+//!
+//! | version | a user looks like |
+//! | --- | --- |
+//! | 1.0 (deprecated) | `{id, name, email, active}` |
+//! | 1.1 | `{id, username, email, is_active, created_at}` |
+//! | 1.2 | 1.1 + `updated_at`, `profile{first_name, last_name, avatar_url}` |
+//! | 1.3 (default) | 1.2 + `preferences` |
+//!
+//! Versions are read from `Accept-Version`, `/api/v1.2/users`, or `?version=1.2`. An
+//! unsupported version is a 400 problem; see [`versions`] for how compatible resolution
+//! (`1.4` served as `1.3`) would be switched on instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::{
+    Router,
+    extract::{Path, Query, State, rejection::PathRejection},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use cutover::versioning::{Shape, VersionChanges, VersionLayer, VersionSet, Versioned, VersionedJson, VersionedShape};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::SqlitePool;
+
+/// 1.0 has been deprecated since 2025-01-01.
+const V1_0_DEPRECATED: u64 = 1_735_689_600;
+
+/// The supported versions, as in the brief: 1.0 to 1.3, default 1.3, 1.0 deprecated, and an
+/// unsupported version rejected.
+///
+/// Compatible resolution is one line away, for APIs that prefer it:
+///
+/// ```
+/// use cutover::versioning::{Resolution, VersionSet};
+/// let lenient = VersionSet::builder()
+///     .supported(["1.0", "1.1", "1.2", "1.3"])
+///     .resolution(Resolution::Compatible) // `1.4` is served as `1.3`; `2.0` is still a 400
+///     .build()
+///     .unwrap();
+/// assert_eq!(lenient.compatible(&"1.4".parse().unwrap()).unwrap().to_string(), "1.3");
+/// ```
+pub fn versions() -> VersionSet {
+    VersionSet::builder()
+        .supported(["1.0", "1.1", "1.2", "1.3"])
+        .default_version("1.3")
+        .deprecated("1.0", UNIX_EPOCH + Duration::from_secs(V1_0_DEPRECATED))
+        .build()
+        .expect("the version set is valid")
+}
+
+/// Each version's breaking changes to a user, declared once by the version that made them.
+pub fn changes(versions: &VersionSet) -> VersionChanges {
+    let changes = VersionChanges::builder(versions)
+        .resource(
+            "user",
+            [
+                "id",
+                "username",
+                "email",
+                "is_active",
+                "created_at",
+                "updated_at",
+                "profile",
+                "preferences",
+            ],
+            |user| {
+                user.version("1.3", |v| v.added_with_default("preferences", json!({})))
+                    .version("1.2", |v| v.added("updated_at").added("profile"))
+                    .version("1.1", |v| {
+                        v.added("created_at")
+                            .renamed("name", "username")
+                            .renamed("active", "is_active")
+                    })
+            },
+        )
+        .build()
+        .expect("the version changes are valid");
+    // Validated here, at start-up, rather than on the first request.
+    changes.register::<User>().expect("User matches the declared changes");
+    changes
+        .register::<Page<User>>()
+        .expect("Page<User> matches the declared changes");
+    changes
+        .register::<NewUser>()
+        .expect("NewUser matches the declared changes");
+    changes
+}
+
+/// The layer to put around the users router.
+pub fn version_layer() -> VersionLayer {
+    let versions = versions();
+    let changes = changes(&versions);
+    VersionLayer::new(versions).changes(changes)
+}
+
+/// A user's optional profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// Picture.
+    pub avatar_url: Option<String>,
+}
+
+/// A user in the newest (1.3) representation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Identifier.
+    pub id: i64,
+    /// Login name (`name` in 1.0).
+    pub username: String,
+    /// Email address.
+    pub email: String,
+    /// Whether the account is active (`active` in 1.0).
+    pub is_active: bool,
+    /// Creation time, RFC 3339 (since 1.1).
+    pub created_at: String,
+    /// Last update time, RFC 3339 (since 1.2).
+    pub updated_at: String,
+    /// Profile (since 1.2).
+    pub profile: Profile,
+    /// Free-form preferences (since 1.3).
+    pub preferences: Value,
+}
+
+impl VersionedShape for User {
+    fn shape() -> Shape {
+        Shape::resource("user")
+    }
+}
+
+/// The body of `POST /api/users`, newest representation.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewUser {
+    /// Login name.
+    pub username: String,
+    /// Email address.
+    pub email: String,
+    /// Active unless said otherwise.
+    #[serde(default = "active_by_default")]
+    pub is_active: bool,
+    /// Optional profile.
+    #[serde(default)]
+    pub profile: Option<Profile>,
+    /// Preferences (old clients get `{}`).
+    pub preferences: Value,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+impl VersionedShape for NewUser {
+    fn shape() -> Shape {
+        Shape::resource("user")
+    }
+}
+
+/// A page of results with a cursor to the next one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// This page.
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: VersionedShape> VersionedShape for Page<T> {
+    fn shape() -> Shape {
+        Shape::object([("items", Vec::<T>::shape())])
+    }
+}
+
+/// Where users are kept.
+#[derive(Debug, Clone)]
+pub struct UserStore {
+    pool: SqlitePool,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: i64,
+    username: String,
+    email: String,
+    is_active: bool,
+    created_at: String,
+    updated_at: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    avatar_url: Option<String>,
+    preferences: String,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            username: row.username,
+            email: row.email,
+            is_active: row.is_active,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            profile: Profile {
+                first_name: row.first_name,
+                last_name: row.last_name,
+                avatar_url: row.avatar_url,
+            },
+            preferences: serde_json::from_str(&row.preferences).unwrap_or_else(|_| json!({})),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "id, username, email, is_active, created_at, updated_at, first_name, last_name, avatar_url, preferences";
+
+impl UserStore {
+    /// Use `pool`, creating the table if it does not exist yet.
+    pub async fn open(pool: SqlitePool) -> sqlx::Result<Self> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS users (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                username TEXT NOT NULL UNIQUE,
+                email TEXT NOT NULL UNIQUE,
+                is_active INTEGER NOT NULL DEFAULT 1,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                first_name TEXT,
+                last_name TEXT,
+                avatar_url TEXT,
+                preferences TEXT NOT NULL DEFAULT '{}'
+            )",
+        )
+        .execute(&pool)
+        .await?;
+        Ok(Self { pool })
+    }
+
+    async fn insert(&self, new: NewUser) -> Result<User, ApiError> {
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let profile = new.profile.unwrap_or_default();
+        let sql = format!(
+            "INSERT INTO users (username, email, is_active, created_at, updated_at, first_name, last_name, avatar_url, preferences)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+        );
+        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(&new.username)
+            .bind(&new.email)
+            .bind(new.is_active)
+            .bind(&now)
+            .bind(&now)
+            .bind(profile.first_name)
+            .bind(profile.last_name)
+            .bind(profile.avatar_url)
+            .bind(new.preferences.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map(User::from)
+            .map_err(|error| match &error {
+                sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(format!(
+                    "a user with username `{}` or email `{}` already exists",
+                    new.username, new.email
+                )),
+                _ => ApiError::Internal(error),
+            })
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<User>, ApiError> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?");
+        let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(ApiError::Internal)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn page(&self, after: i64, limit: u32) -> Result<Page<User>, ApiError> {
+        // Keyset pagination: stable under inserts, no OFFSET scans.
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?");
+        let rows = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+            .bind(after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(ApiError::Internal)?;
+        let mut items: Vec<User> = rows.into_iter().map(User::from).collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|user| user.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// The users routes (`/api/users`, `/api/users/{id}`), declared once for every version.
+pub fn router(store: UserStore) -> Router {
+    Router::new()
+        .route("/api/users", get(list).post(create))
+        .route("/api/users/{id}", get(get_one))
+        .with_state(store)
+}
+
+async fn create(
+    State(store): State<UserStore>,
+    VersionedJson(new): VersionedJson<NewUser>,
+) -> Result<Response, ApiError> {
+    if new.username.trim().is_empty() {
+        return Err(ApiError::Invalid("username must not be empty".to_owned()));
+    }
+    if !new.email.contains('@') {
+        return Err(ApiError::Invalid(format!("`{}` is not an email address", new.email)));
+    }
+    let user = store.insert(new).await?;
+    let location = format!("/api/users/{}", user.id);
+    Ok(([(header::LOCATION, location)], Versioned::created(user)).into_response())
+}
+
+async fn get_one(
+    State(store): State<UserStore>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Versioned<User>, ApiError> {
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::NotFound("user ids are numbers".to_owned()));
+    };
+    match store.get(id).await? {
+        Some(user) => Ok(Versioned::ok(user)),
+        None => Err(ApiError::NotFound(format!("no user with id {id}"))),
+    }
+}
+
+/// `?limit=` (1 to 100, default 20) and `?cursor=` (from the previous page).
+#[derive(Debug, Deserialize)]
+struct PageParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(store): State<UserStore>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Versioned<Page<User>>, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be between 1 and 100".to_owned()));
+    }
+    let after = match params.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(cursor) => cursor
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("`{cursor}` is not a cursor from this API")))?,
+    };
+    Ok(Versioned::ok(store.page(after, limit).await?))
+}
+
+/// Errors the users API answers with, as RFC 9457 problem documents.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 422.
+    #[error("{0}")]
+    Invalid(String),
+    /// 500; the details are logged, not sent.
+    #[error("internal error")]
+    Internal(#[source] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid user"),
+            Self::Internal(error) => {
+                tracing::error!(%error, "users API failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+            }
+        };
+        let body =
+            json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": self.to_string() });
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

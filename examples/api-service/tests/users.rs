@@ -1,0 +1,244 @@
+//! The brief's versioning example end to end, on the real binary: one set of handlers serves
+//! versions 1.0 to 1.3 through the header, the path and the query; an old client's request body
+//! is brought forward and stored correctly; errors are problem documents.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::Service;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+async fn started() -> (Service, Client) {
+    let service = Service::start(&[]);
+    service.wait_until("/health/ready", 200, Duration::from_secs(20)).await;
+    (service, Client::new())
+}
+
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn every_version_sees_its_own_shape_single_and_in_a_page() {
+    let (service, client) = started().await;
+    let created = client
+        .post(format!("{}/api/users", service.base))
+        .json(&json!({
+            "username": "ada", "email": "ada@example.com", "is_active": true,
+            "profile": {"first_name": "Ada", "last_name": "Lovelace", "avatar_url": null},
+            "preferences": {"theme": "dark"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["location"], "/api/users/1");
+    assert_eq!(created.headers()["api-version"], "1.3");
+
+    let expected_keys = [
+        ("1.0", vec!["active", "email", "id", "name"]),
+        ("1.1", vec!["created_at", "email", "id", "is_active", "username"]),
+        (
+            "1.2",
+            vec![
+                "created_at",
+                "email",
+                "id",
+                "is_active",
+                "profile",
+                "updated_at",
+                "username",
+            ],
+        ),
+        (
+            "1.3",
+            vec![
+                "created_at",
+                "email",
+                "id",
+                "is_active",
+                "preferences",
+                "profile",
+                "updated_at",
+                "username",
+            ],
+        ),
+    ];
+    for (version, expected) in &expected_keys {
+        // The same version three ways: header, path, query.
+        for url in [
+            format!("{}/api/users/1", service.base),
+            format!("{}/api/v{version}/users/1", service.base),
+            format!("{}/api/users/1?version={version}", service.base),
+        ] {
+            let mut request = client.get(&url);
+            if !url.contains("version") {
+                request = request.header("accept-version", *version);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{url}");
+            assert_eq!(response.headers()["api-version"], *version);
+            assert!(response.headers()["vary"].to_str().unwrap().contains("accept-version"));
+            let user: Value = response.json().await.unwrap();
+            assert_eq!(keys(&user), *expected, "{url}");
+        }
+        let page: Value = client
+            .get(format!("{}/api/v{version}/users", service.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(keys(&page["items"][0]), *expected, "page item in {version}");
+    }
+
+    let v1_0: Value = client
+        .get(format!("{}/api/v1.0/users/1", service.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v1_0,
+        json!({"id": 1, "name": "ada", "email": "ada@example.com", "active": true})
+    );
+    let v1_2: Value = client
+        .get(format!("{}/api/v1.2/users/1", service.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v1_2["profile"],
+        json!({"first_name": "Ada", "last_name": "Lovelace", "avatar_url": null})
+    );
+}
+
+#[tokio::test]
+async fn a_1_0_client_creates_a_user_that_newer_clients_read_correctly() {
+    let (service, client) = started().await;
+    let response = client
+        .post(format!("{}/api/v1.0/users", service.base))
+        .json(&json!({"name": "grace", "email": "grace@example.com", "active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["warning"], "299 - \"API version 1.0 is deprecated\"");
+    assert!(response.headers().contains_key("deprecation"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": 1, "name": "grace", "email": "grace@example.com", "active": false})
+    );
+
+    let newest: Value = client
+        .get(format!("{}/api/users/1", service.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(newest["username"], "grace");
+    assert_eq!(newest["is_active"], false);
+    assert_eq!(
+        newest["preferences"],
+        json!({}),
+        "the default for clients that cannot send it"
+    );
+}
+
+#[tokio::test]
+async fn pages_follow_their_cursor() {
+    let (service, client) = started().await;
+    for i in 0..5 {
+        let response = client
+            .post(format!("{}/api/users", service.base))
+            .json(&json!({"username": format!("user{i}"), "email": format!("u{i}@example.com"), "preferences": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut url = format!("{}/api/users?limit=2", service.base);
+    loop {
+        let page: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{}/api/users?limit=2&cursor={cursor}", service.base),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["user0", "user1", "user2", "user3", "user4"]);
+    let bad = client
+        .get(format!("{}/api/users?limit=500", service.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn errors_are_problem_documents() {
+    let (service, client) = started().await;
+    for (url, version) in [
+        ("/api/users", "1.4"),
+        ("/api/users", "7"),
+        ("/api/users", "9.9"),
+        ("/api/users", "latest"),
+    ] {
+        let response = client
+            .get(format!("{}{url}", service.base))
+            .header("accept-version", version)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{version}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["supported"], json!(["1.0", "1.1", "1.2", "1.3"]), "{version}");
+    }
+    let missing = client
+        .get(format!("{}/api/users/999", service.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["content-type"], "application/problem+json");
+    let problem: Value = missing.json().await.unwrap();
+    assert_eq!(problem["detail"], "no user with id 999");
+
+    let invalid = client
+        .post(format!("{}/api/users", service.base))
+        .json(&json!({"username": "x", "email": "not-an-email", "preferences": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let twice = |name: &str| {
+        client
+            .post(format!("{}/api/users", service.base))
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "preferences": {}}))
+            .send()
+    };
+    assert_eq!(twice("dup").await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(twice("dup").await.unwrap().status(), StatusCode::CONFLICT);
+}
