@@ -1,0 +1,140 @@
+//! Everything that can stop a migration run, each with a message a person can act on.
+
+use std::time::Duration;
+
+use crate::lint::Finding;
+
+/// Why a migration run stopped. Nothing is applied after a validation error (source, checksum,
+/// lint); after a statement error the ledger records how far the migration got.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// A migration file is malformed.
+    #[error("{origin}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Source {
+        /// The file.
+        origin: String,
+        /// The line, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two files claim the same version.
+    #[error("version {version} is defined twice: {first} and {second}")]
+    DuplicateVersion {
+        /// The version.
+        version: i64,
+        /// One file.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// An applied migration's file changed since it was applied.
+    #[error(
+        "migration {version} ({name}) changed after it was applied: the database has {applied}, the file has {current}. \
+         Restore the file, or run `cutover-migrate repair` if the change is intentional"
+    )]
+    ChecksumMismatch {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+        /// Checksum in the ledger.
+        applied: String,
+        /// Checksum of the file now.
+        current: String,
+    },
+    /// The database has applied a migration that no source has any more.
+    #[error(
+        "migration {version} ({name}) is applied in the database but missing from the migrations; \
+         an older binary or a deleted file? Restore it (its down SQL is kept in the ledger for `down`)"
+    )]
+    Missing {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+    },
+    /// The lint refused lock-heavy statements.
+    #[error("the lint refused {} statement(s):\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Lint(Vec<Finding>),
+    /// Another runner held the migration lock for too long.
+    #[error("another runner held the migration lock for {}; giving up (raise --lock-wait, or look for a stuck runner)", humantime::format_duration(*waited))]
+    LockTimeout {
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// A migration that must run in one transaction contains a statement that cannot.
+    #[error(
+        "{origin}:{line}: {statement} cannot run inside a transaction, but the file says `-- cutover:transaction on`; \
+         remove that directive (the runner then applies the file one statement at a time)"
+    )]
+    NeedsNoTransaction {
+        /// The file.
+        origin: String,
+        /// The line.
+        line: usize,
+        /// The kind of statement.
+        statement: &'static str,
+    },
+    /// `CREATE INDEX CONCURRENTLY` without a name cannot be checked for an INVALID leftover.
+    #[error(
+        "{origin}:{line}: name the index in `CREATE INDEX CONCURRENTLY`, so a failed build can be detected and rebuilt"
+    )]
+    UnnamedConcurrentIndex {
+        /// The file.
+        origin: String,
+        /// The line.
+        line: usize,
+    },
+    /// A statement failed.
+    #[error("migration {version} ({name}) failed at step {step} ({origin}:{line}): {message}")]
+    Statement {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+        /// 1-based step (statement or batch).
+        step: usize,
+        /// The file.
+        origin: String,
+        /// Line of the statement.
+        line: usize,
+        /// The database's error.
+        message: String,
+    },
+    /// `down` would have to revert a migration without a down.
+    #[error(
+        "migration {version} ({name}) is irreversible: it has no down migration. Write `{version:04}_{name}.down.sql`, or restore from a backup"
+    )]
+    Irreversible {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+    },
+    /// A pre-flight check refused to start.
+    #[error("pre-flight check failed: {0}")]
+    Preflight(String),
+    /// A backup or restore failed.
+    #[error("backup: {0}")]
+    Backup(String),
+    /// The database URL is not one this tool speaks.
+    #[error("`{0}` is not a database URL this tool supports; use postgres://... or sqlite://...")]
+    UnsupportedUrl(String),
+    /// A database error outside a migration's statements.
+    #[error("{context}: {source}")]
+    Database {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: sqlx::Error,
+    },
+}
+
+impl MigrateError {
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Database { context, source }
+    }
+}

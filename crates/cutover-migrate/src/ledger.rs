@@ -1,0 +1,109 @@
+//! The ledger: one row per migration the database has seen.
+
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// The ledger table's name.
+pub const LEDGER_TABLE: &str = "_cutover_migrations";
+
+pub(crate) fn serialize_duration<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+}
+
+/// Where a migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Being applied (or its runner died; the next run resumes it).
+    Running,
+    /// Done.
+    Applied,
+    /// A step failed; the next run resumes at that step.
+    Failed,
+}
+
+impl State {
+    pub(crate) fn parse(text: &str) -> Self {
+        match text {
+            "applied" => Self::Applied,
+            "failed" => Self::Failed,
+            _ => Self::Running,
+        }
+    }
+
+    /// `"running"`, `"applied"` or `"failed"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Applied => "applied",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A ledger row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    /// Version.
+    pub version: i64,
+    /// Name.
+    pub name: String,
+    /// Phase.
+    pub phase: String,
+    /// Checksum of what was applied.
+    pub checksum: String,
+    /// State.
+    pub state: State,
+    /// Statements or batches done.
+    pub steps_done: i64,
+    /// Statements in the migration (batches are not known in advance: 0).
+    pub steps_total: i64,
+    /// Checksum of the statements already run, for a migration that stopped part-way: a
+    /// resumed run refuses if they were edited since.
+    pub done_checksum: Option<String>,
+    /// Backfill checkpoint, as JSON.
+    pub checkpoint: Option<String>,
+    /// The step that failed.
+    pub failed_step: Option<i64>,
+    /// Its error.
+    pub error: Option<String>,
+    /// `host:pid` of the runner.
+    pub installed_by: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: Option<String>,
+    /// How long it took.
+    pub duration_ms: Option<i64>,
+    /// The down SQL, kept so an older binary can still roll back.
+    pub down_sql: Option<String>,
+    /// When `repair` last realigned it.
+    pub repaired_at: Option<String>,
+    /// Why.
+    pub repair_note: Option<String>,
+}
+
+/// Where the runner is, for `installed_by`.
+pub(crate) fn runner_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// A backfill's position, committed with each batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub(crate) struct Checkpoint {
+    /// Keys up to this one are done.
+    pub(crate) last: i64,
+    /// The largest key when the backfill started: rows inserted later are the application's.
+    pub(crate) upper: i64,
+    /// Rows changed so far.
+    pub(crate) rows: u64,
+    /// Batches committed so far.
+    pub(crate) batches: u64,
+}

@@ -1,0 +1,116 @@
+//! Database migrations that never take the site down, for PostgreSQL and SQLite.
+//!
+//! - **Many replicas may start at once.** One takes a PostgreSQL advisory lock on a connection of
+//!   its own, polling `pg_try_advisory_lock` without holding a transaction (a blocking waiter
+//!   deadlocks `CREATE INDEX CONCURRENTLY`); the others wait, re-read the ledger, and find
+//!   nothing left to do. SQLite uses its own write lock.
+//! - **No statement queues the table.** Every statement runs with a short `lock_timeout`
+//!   (default 1 s) and is retried with backoff and jitter when it fires.
+//! - **No half-applied state without a record.** A migration runs in one transaction with its
+//!   ledger row; one that cannot (`CREATE INDEX CONCURRENTLY` and friends, detected by parsing
+//!   the SQL) runs one statement per round-trip with its progress recorded, and resumes at the
+//!   failed statement. An INVALID index left by a failed build is dropped and rebuilt.
+//! - **Lock-heavy DDL is refused** by a lint built on `squawk-linter`, unless the file allows
+//!   that rule by name; every refusal names the safe alternative.
+//! - **Backfills in short batches**, keyset-paginated over a key range fixed at the start, with
+//!   the checkpoint committed in each batch's transaction: resumable after a crash, no row twice.
+//! - **Phases.** `expand` and `backfill` run by default; `contract` only when asked for, after
+//!   every old instance is gone.
+//! - Checksums normalized and versioned, the down SQL kept in the ledger, verified `pg_dump`
+//!   backups, an explicit `restore`, and `repair` that records what it realigned.
+//!
+//! ```no_run
+//! use cutover_migrate::{MigrationSet, Migrator, UpOptions};
+//!
+//! # async fn run() -> Result<(), cutover_migrate::MigrateError> {
+//! let migrator = Migrator::new(MigrationSet::from_dir("migrations")?);
+//! for planned in migrator.plan("postgres://app@db/app", &UpOptions::default()).await? {
+//!     println!("{} {} ({})", planned.version, planned.name, planned.mode);
+//! }
+//! migrator.up("postgres://app@db/app", &UpOptions::default()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The `cutover-migrate` command (feature `cli`) does the same from a shell: `status`, `plan`,
+//! `up`, `down`, `lint`, `backup`, `restore`, `repair`.
+//!
+//! # Feature flags
+//!
+//! | feature | enables |
+//! | --- | --- |
+//! | `postgres` (default) | the PostgreSQL backend |
+//! | `sqlite` (default) | the SQLite backend |
+//! | `cli` (default) | the `cutover-migrate` binary |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+#[cfg(feature = "postgres")]
+mod backfill;
+#[cfg(feature = "postgres")]
+pub mod backup;
+mod error;
+pub mod ledger;
+pub mod lint;
+mod migrator;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod source;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+pub mod statements;
+
+#[doc(hidden)]
+pub use include_dir;
+
+pub use error::MigrateError;
+pub use migrator::{
+    BackupPolicy, Dialect, Event, Migrator, PlannedMigration, Report, SqlCheck, StatusEntry, UpOptions,
+};
+pub use source::{BackfillSpec, Body, Migration, MigrationSet, Phase, RustMigration, TransactionMode, checksum};
+
+/// An error type that can hold any error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The connection a [`RustMigration`] runs on, inside its migration's transaction.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Connection<'a> {
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(&'a mut sqlx::PgConnection),
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'a mut sqlx::SqliteConnection),
+}
+
+/// Embed a directory of migrations in the binary at compile time; the files' checksums are
+/// the ones computed from the embedded text.
+///
+/// ```ignore
+/// let set = cutover_migrate::embed_migrations!("$CARGO_MANIFEST_DIR/migrations")?;
+/// ```
+#[macro_export]
+macro_rules! embed_migrations {
+    ($dir:literal) => {{
+        static DIR: $crate::include_dir::Dir<'static> = $crate::include_dir::include_dir!($dir);
+        $crate::MigrationSet::from_embedded(&DIR)
+    }};
+}
+
+/// `url` with any password replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) if !userinfo.contains('/') => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                if userinfo.contains(':') {
+                    format!("{scheme}://{user}:***@{host}")
+                } else {
+                    url.to_owned()
+                }
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}

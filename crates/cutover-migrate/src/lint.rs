@@ -1,0 +1,243 @@
+//! The lint run before anything is applied: squawk's rules for lock-heavy DDL, plus a few of
+//! our own. A finding stops the migration unless the file allows that rule by name
+//! (`-- cutover:allow <rule>`), and every finding says what to do instead.
+
+use std::str::FromStr;
+
+use squawk_linter::{Linter, Rule, Version};
+use squawk_syntax::SourceFile;
+
+use crate::{Migration, statements};
+
+/// Squawk rules about style rather than locks or compatibility: left to taste.
+const STYLE_RULES: &[Rule] = &[
+    Rule::PreferBigintOverInt,
+    Rule::PreferBigintOverSmallint,
+    Rule::PreferIdentity,
+    Rule::PreferTextField,
+    Rule::PreferTimestampTz,
+    Rule::BanCharField,
+    // Non-transactional migrations resume at the failed statement, so statements that ran are
+    // never repeated and need not be idempotent.
+    Rule::PreferRobustStmts,
+    // The runner sets `lock_timeout` on every statement itself (and retries), and leaves
+    // `statement_timeout` alone on purpose: a concurrent index build may take hours.
+    Rule::RequireLockTimeout,
+    Rule::RequireStatementTimeout,
+    Rule::RequireTimeoutSettings,
+];
+
+/// Our own rules.
+const UNBATCHED_UPDATE: &str = "unbatched-update";
+const JSON_COLUMN: &str = "json-column";
+
+/// Whether `name` is a rule that `-- cutover:allow` may name.
+pub fn is_known_rule(name: &str) -> bool {
+    name == UNBATCHED_UPDATE || name == JSON_COLUMN || Rule::from_str(name).is_ok()
+}
+
+/// One problem the lint found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// The migration.
+    pub version: i64,
+    /// Where it came from.
+    pub origin: String,
+    /// 1-based line in the file.
+    pub line: usize,
+    /// The rule's name, as `-- cutover:allow` takes it.
+    pub rule: String,
+    /// What is wrong.
+    pub message: String,
+    /// The safe alternative.
+    pub help: Option<String>,
+    /// Whether the migration allows it.
+    pub allowed: bool,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.origin, self.line, self.rule, self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, " Instead: {help}")?;
+        }
+        if !self.allowed {
+            write!(
+                f,
+                " (to accept it, add `-- cutover:allow {}` to the file's header)",
+                self.rule
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Lint one migration against PostgreSQL `server_major`.
+pub fn lint(migration: &Migration, server_major: u32, runs_in_transaction: bool) -> Vec<Finding> {
+    let Some(sql) = migration.sql() else {
+        return Vec::new();
+    };
+    let parse = SourceFile::parse(sql);
+    let mut linter = Linter::with_rules(&[], STYLE_RULES);
+    if let Ok(version) = Version::from_str(&server_major.to_string()) {
+        linter.settings.pg_version = version;
+    }
+    linter.settings.assume_in_transaction = runs_in_transaction;
+    let line_of = |offset: usize| sql[..offset.min(sql.len())].bytes().filter(|b| *b == b'\n').count() + 1;
+    let mut findings: Vec<Finding> = linter
+        .lint(&parse, sql)
+        .into_iter()
+        .map(|violation| {
+            let rule = violation.code.to_string();
+            Finding {
+                version: migration.version,
+                origin: migration.origin.clone(),
+                line: line_of(usize::from(violation.text_range.start())),
+                allowed: migration.allow.contains(&rule),
+                rule,
+                message: violation.message,
+                help: violation.help,
+            }
+        })
+        .collect();
+    findings.extend(own_rules(migration, sql));
+    findings.sort_by_key(|f| f.line);
+    findings
+}
+
+fn own_rules(migration: &Migration, sql: &str) -> Vec<Finding> {
+    let Ok(statements) = statements::split(sql) else {
+        return Vec::new();
+    };
+    let created: Vec<String> = statements
+        .iter()
+        .filter_map(|s| {
+            let upper = s.text.to_ascii_uppercase();
+            upper.starts_with("CREATE TABLE").then(|| {
+                let rest = s.text["CREATE TABLE".len()..].trim_start();
+                let rest = rest.strip_prefix("IF NOT EXISTS").map_or(rest, str::trim_start);
+                rest.split(|c: char| c.is_whitespace() || c == '(')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_owned()
+            })
+        })
+        .collect();
+    let mut findings = Vec::new();
+    let finding = |statement: &statements::Statement, rule: &str, message: String, help: &str| Finding {
+        version: migration.version,
+        origin: migration.origin.clone(),
+        line: statement.line,
+        rule: rule.to_owned(),
+        message,
+        help: Some(help.to_owned()),
+        allowed: migration.allow.iter().any(|r| r == rule),
+    };
+    for statement in &statements {
+        let upper = statement.text.to_ascii_uppercase();
+        let is_write = upper.starts_with("UPDATE ") || upper.starts_with("DELETE ");
+        if is_write && migration.backfill.is_none() {
+            let touches_existing = statement.tables.iter().any(|t| !created.contains(t));
+            if touches_existing {
+                findings.push(finding(
+                    statement,
+                    UNBATCHED_UPDATE,
+                    format!(
+                        "`{}` changes every matching row of {} in one statement, holding row locks (and, in a transaction with DDL, the table lock) until it ends.",
+                        first_words(&statement.text),
+                        statement.tables.join(", ")
+                    ),
+                    "move it to its own migration with `-- cutover:phase backfill` and `-- cutover:backfill table=<t> key=<id>`, which updates in short keyset batches and resumes after a crash.",
+                ));
+            }
+        }
+        if upper.starts_with("ALTER TABLE") || upper.starts_with("CREATE TABLE") {
+            let has_json = upper
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|word| word == "JSON");
+            if has_json {
+                findings.push(finding(
+                    statement,
+                    JSON_COLUMN,
+                    "a `json` column has no equality operator, so existing `SELECT DISTINCT` and `GROUP BY` queries on the table fail.".to_owned(),
+                    "use `jsonb`.",
+                ));
+            }
+        }
+    }
+    findings
+}
+
+fn first_words(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().take(4).collect();
+    format!("{} ...", words.join(" "))
+}
+
+/// Every rule name `-- cutover:allow` accepts, for `cutover-migrate lint --rules`.
+pub fn rule_names() -> Vec<String> {
+    let mut names: Vec<String> = squawk_rules().map(|rule| rule.to_string()).collect();
+    names.push(UNBATCHED_UPDATE.to_owned());
+    names.push(JSON_COLUMN.to_owned());
+    names.sort();
+    names
+}
+
+fn squawk_rules() -> impl Iterator<Item = Rule> {
+    Linter::with_rules(&[], STYLE_RULES).rules.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MigrationSet;
+
+    fn lint_file(name: &str, sql: &str) -> Vec<Finding> {
+        let set = MigrationSet::from_files([(format!("m/{name}"), sql.to_owned())]).unwrap();
+        lint(&set.migrations()[0], 15, true)
+    }
+
+    #[test]
+    fn a_plain_index_on_an_existing_table_is_refused_with_the_fix() {
+        let findings = lint_file("0002_idx.up.sql", "CREATE INDEX idx_users_email ON users (email);");
+        let finding = findings
+            .iter()
+            .find(|f| f.rule == "require-concurrent-index-creation")
+            .unwrap();
+        assert!(!finding.allowed);
+        let text = finding.to_string();
+        assert!(text.to_lowercase().contains("concurrently"), "{text}");
+        assert!(
+            text.contains("add `-- cutover:allow require-concurrent-index-creation`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn allowed_rules_and_new_tables_pass() {
+        let findings = lint_file(
+            "0002_idx.up.sql",
+            "-- cutover:allow require-concurrent-index-creation\nCREATE INDEX idx_users_email ON users (email);",
+        );
+        assert!(findings.iter().all(|f| f.allowed), "{findings:?}");
+        let findings = lint_file(
+            "0001_t.up.sql",
+            "CREATE TABLE t (id bigint PRIMARY KEY, a text);\nCREATE INDEX t_a ON t (a);",
+        );
+        assert!(findings.iter().all(|f| f.allowed), "{findings:?}");
+    }
+
+    #[test]
+    fn our_own_rules_catch_unbatched_updates_and_json_columns() {
+        let findings = lint_file(
+            "0003_x.up.sql",
+            "ALTER TABLE users ADD COLUMN meta json;\nUPDATE users SET meta = '{}';",
+        );
+        let rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
+        assert!(rules.contains(&"unbatched-update"), "{rules:?}");
+        assert!(rules.contains(&"json-column"), "{rules:?}");
+        assert!(is_known_rule("unbatched-update") && is_known_rule("adding-field-with-default"));
+        assert!(!is_known_rule("nope"));
+        assert!(rule_names().contains(&"ban-drop-column".to_owned()));
+    }
+}

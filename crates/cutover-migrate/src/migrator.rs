@@ -1,0 +1,766 @@
+//! The public entry point: plan, apply, revert and inspect migrations.
+
+use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+
+use serde::Serialize;
+
+use crate::{
+    Migration, MigrationSet, Phase, TransactionMode,
+    error::MigrateError,
+    ledger::{LedgerEntry, State},
+    lint::{self, Finding},
+    statements::{self, Statement},
+};
+
+/// Something worth telling a person while migrations run: drives the CLI's progress bars, and
+/// is logged with `tracing` by the library either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// Waiting for another runner's lock.
+    WaitingForLock {
+        /// How long so far, in milliseconds.
+        waited_ms: u64,
+    },
+    /// A migration started (`steps` statements; 0 for a backfill).
+    Started {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+        /// Statements, or 0.
+        steps: usize,
+        /// Where it resumes (0 when it starts fresh).
+        resumed_at: usize,
+    },
+    /// A statement finished.
+    Step {
+        /// Version.
+        version: i64,
+        /// Statements done.
+        done: usize,
+        /// Statements in all.
+        of: usize,
+    },
+    /// A statement waited too long for a lock and will be retried.
+    LockRetry {
+        /// Version.
+        version: i64,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// A backfill batch committed.
+    Batch {
+        /// Version.
+        version: i64,
+        /// Key reached.
+        last: i64,
+        /// Key it will stop at.
+        upper: i64,
+        /// Rows changed so far.
+        rows: u64,
+    },
+    /// A leftover INVALID index was dropped before being rebuilt.
+    RebuildingInvalidIndex {
+        /// Version.
+        version: i64,
+        /// The index.
+        index: String,
+    },
+    /// A pre-flight warning (long transactions, many connections).
+    Warning {
+        /// What was found.
+        message: String,
+    },
+    /// A migration was applied.
+    Applied {
+        /// Version.
+        version: i64,
+        /// How long it took, in milliseconds.
+        duration_ms: u64,
+    },
+}
+
+type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// A SQL check that must return `true`: before migrating (integrity) or after (validation).
+#[derive(Debug, Clone)]
+pub struct SqlCheck {
+    /// Shown when it fails.
+    pub name: String,
+    /// A query returning one boolean.
+    pub sql: String,
+}
+
+/// Backups before migrating (PostgreSQL, with `pg_dump --format=custom`).
+#[derive(Debug, Clone)]
+pub struct BackupPolicy {
+    /// Where dumps go.
+    pub dir: PathBuf,
+    /// How many to keep (default 5).
+    pub keep: usize,
+    /// Restore the dump automatically when a migration fails. Off by default: a restore loses
+    /// every write made since the dump.
+    pub restore_on_failure: bool,
+}
+
+impl BackupPolicy {
+    /// Dump into `dir`, keeping the last 5.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            keep: 5,
+            restore_on_failure: false,
+        }
+    }
+}
+
+/// What a run may apply.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// Only these phases (default: expand and backfill; contract never runs by default).
+    pub phases: Option<Vec<Phase>>,
+    /// Stop after this version.
+    pub target: Option<i64>,
+    /// Print what would run; change nothing.
+    pub dry_run: bool,
+}
+
+impl UpOptions {
+    fn includes(&self, phase: Phase) -> bool {
+        match &self.phases {
+            Some(phases) => phases.contains(&phase),
+            None => phase != Phase::Contract,
+        }
+    }
+}
+
+/// Where each migration stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusEntry {
+    /// Version.
+    pub version: i64,
+    /// Name.
+    pub name: String,
+    /// Phase (from the file, or the ledger for missing files).
+    pub phase: String,
+    /// `pending`, `applied`, `running`, `failed`, `changed` (checksum mismatch) or `missing`.
+    pub state: String,
+    /// The file's checksum, or the ledger's for a missing file.
+    pub checksum: String,
+    /// The ledger row, if the database has one.
+    pub ledger: Option<LedgerEntry>,
+}
+
+/// A migration that would run, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMigration {
+    /// Version.
+    pub version: i64,
+    /// Name.
+    pub name: String,
+    /// Phase.
+    pub phase: Phase,
+    /// `transaction`, `per-statement`, `backfill` or `rust`.
+    pub mode: &'static str,
+    /// Why it is not transactional, when it is not.
+    pub reason: Option<String>,
+    /// Statements in it.
+    pub statements: usize,
+    /// Resuming at this statement (after an earlier failure).
+    pub resume_at: usize,
+    /// Lint findings (allowed ones included, marked).
+    pub findings: Vec<Finding>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Versions applied (or reverted, for `down`) by this runner.
+    pub applied: Vec<i64>,
+    /// Pending migrations that another runner applied while this one waited for the lock.
+    pub applied_by_others: Vec<i64>,
+    /// Migrations skipped because of their phase.
+    pub skipped_phase: Vec<i64>,
+    /// The backup taken first, if any.
+    pub backup: Option<PathBuf>,
+    /// Pre-flight warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Runs migrations against a database URL (`postgres://...` or `sqlite://...`).
+///
+/// ```no_run
+/// use cutover_migrate::{MigrationSet, Migrator, UpOptions};
+///
+/// # async fn run() -> Result<(), cutover_migrate::MigrateError> {
+/// let migrator = Migrator::new(MigrationSet::from_dir("migrations")?);
+/// let report = migrator.up("postgres://app@db/app", &UpOptions::default()).await?;
+/// println!("applied {:?}", report.applied);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Migrator {
+    pub(crate) set: MigrationSet,
+    pub(crate) lock_wait: Duration,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_retries: u32,
+    pub(crate) backup: Option<BackupPolicy>,
+    pub(crate) integrity: Vec<SqlCheck>,
+    pub(crate) validations: Vec<SqlCheck>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) max_connections_warning: i64,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) max_disk_percent: f64,
+    pub(crate) events: Option<EventSink>,
+}
+
+impl fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migrator")
+            .field("migrations", &self.set.migrations().len())
+            .field("lock_wait", &self.lock_wait)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Migrator {
+    /// Run `set` with the defaults: wait up to 5 min for the lock, 1 s `lock_timeout` per
+    /// statement retried up to 30 times with backoff, no backups.
+    pub fn new(set: MigrationSet) -> Self {
+        Self {
+            set,
+            lock_wait: Duration::from_secs(300),
+            lock_timeout: Duration::from_secs(1),
+            lock_retries: 30,
+            backup: None,
+            integrity: Vec::new(),
+            validations: Vec::new(),
+            max_connections_warning: 100,
+            max_disk_percent: 90.0,
+            events: None,
+        }
+    }
+
+    /// The migrations.
+    pub fn migrations(&self) -> &MigrationSet {
+        &self.set
+    }
+
+    /// How long to wait for another runner's lock before giving up.
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// `lock_timeout` for each statement (a file's `-- cutover:lock-timeout` wins).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// How many times a statement that timed out on a lock is retried.
+    pub fn lock_retries(mut self, retries: u32) -> Self {
+        self.lock_retries = retries;
+        self
+    }
+
+    /// Take a verified backup before applying anything.
+    pub fn backups(mut self, policy: BackupPolicy) -> Self {
+        self.backup = Some(policy);
+        self
+    }
+
+    /// A query that must return `true` before anything is applied.
+    pub fn integrity_check(mut self, name: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.integrity.push(SqlCheck {
+            name: name.into(),
+            sql: sql.into(),
+        });
+        self
+    }
+
+    /// A query that must return `true` after the run.
+    pub fn validation(mut self, name: impl Into<String>, sql: impl Into<String>) -> Self {
+        self.validations.push(SqlCheck {
+            name: name.into(),
+            sql: sql.into(),
+        });
+        self
+    }
+
+    /// Receive progress events (also logged with `tracing`).
+    pub fn on_event(mut self, sink: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(sink));
+        self
+    }
+
+    #[allow(clippy::needless_pass_by_value)] // events are built at the call site
+    pub(crate) fn emit(&self, event: Event) {
+        match &event {
+            Event::Warning { message } => tracing::warn!("{message}"),
+            Event::LockRetry { version, attempt } => {
+                tracing::info!(version, attempt, "lock_timeout reached; retrying with backoff");
+            }
+            Event::Applied { version, duration_ms } => tracing::info!(version, duration_ms, "migration applied"),
+            Event::Batch {
+                version,
+                last,
+                upper,
+                rows,
+            } => tracing::debug!(version, last, upper, rows, "batch committed"),
+            other => tracing::debug!(?other, "migration progress"),
+        }
+        if let Some(sink) = &self.events {
+            sink(&event);
+        }
+    }
+
+    /// Where every migration stands. Read-only.
+    pub async fn status(&self, url: &str) -> Result<Vec<StatusEntry>, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(url, false).await?;
+        let ledger = backend.ledger().await?;
+        Ok(status(&self.set, &ledger))
+    }
+
+    /// What `up` would do, with the lint's findings. Read-only.
+    pub async fn plan(&self, url: &str, options: &UpOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(url, false).await?;
+        let ledger = backend.ledger().await?;
+        validate(&self.set, &ledger)?;
+        let major = backend.server_major().await?;
+        let dialect = backend.dialect();
+        self.pending(&ledger, options)
+            .into_iter()
+            .map(|migration| plan_one(migration, &ledger, major, dialect))
+            .collect()
+    }
+
+    /// Lint every migration (pending or not) without a database.
+    pub fn lint_all(&self, server_major: u32) -> Result<Vec<PlannedMigration>, MigrateError> {
+        self.set
+            .migrations()
+            .iter()
+            .map(|migration| plan_one(migration, &[], server_major, Dialect::Postgres))
+            .collect()
+    }
+
+    fn skipped_phase(&self, ledger: &[LedgerEntry], options: &UpOptions) -> Vec<i64> {
+        self.set
+            .migrations()
+            .iter()
+            .filter(|m| !options.includes(m.phase))
+            .filter(|m| {
+                !ledger
+                    .iter()
+                    .any(|e| e.version == m.version && e.state == State::Applied)
+            })
+            .map(|m| m.version)
+            .collect()
+    }
+
+    fn pending<'a>(&'a self, ledger: &[LedgerEntry], options: &UpOptions) -> Vec<&'a Migration> {
+        self.set
+            .migrations()
+            .iter()
+            .filter(|m| options.target.is_none_or(|target| m.version <= target))
+            .filter(|m| options.includes(m.phase))
+            .filter(|m| {
+                ledger
+                    .iter()
+                    .find(|entry| entry.version == m.version)
+                    .is_none_or(|entry| entry.state != State::Applied)
+            })
+            .collect()
+    }
+
+    /// Apply pending migrations. Many runners may call this at once: one applies, the others
+    /// wait for its lock and then find nothing to do.
+    pub async fn up(&self, url: &str, options: &UpOptions) -> Result<Report, MigrateError> {
+        if options.dry_run {
+            let plan = self.plan(url, options).await?;
+            return Ok(Report {
+                applied: plan.iter().map(|m| m.version).collect(),
+                ..Report::default()
+            });
+        }
+        let mut backend = crate::backend::Backend::connect(url, true).await?;
+        // Everything is validated and linted before the lock: a broken file never makes other
+        // runners wait.
+        let before = backend.ledger().await?;
+        validate(&self.set, &before)?;
+        let major = backend.server_major().await?;
+        let dialect = backend.dialect();
+        let pending_before = self.pending(&before, options);
+        let mut refused = Vec::new();
+        for migration in &pending_before {
+            refused.extend(
+                plan_one(migration, &before, major, dialect)?
+                    .findings
+                    .into_iter()
+                    .filter(|f| !f.allowed),
+            );
+        }
+        if !refused.is_empty() {
+            return Err(MigrateError::Lint(refused));
+        }
+        let mut report = Report {
+            skipped_phase: self.skipped_phase(&before, options),
+            ..Report::default()
+        };
+        if pending_before.is_empty() {
+            return Ok(report);
+        }
+
+        backend.lock(self).await?;
+        let result = self
+            .up_locked(&mut backend, options, &pending_before, &mut report, url)
+            .await;
+        backend.unlock().await;
+        result.map(|()| report)
+    }
+
+    async fn up_locked(
+        &self,
+        backend: &mut crate::backend::Backend,
+        options: &UpOptions,
+        pending_before: &[&Migration],
+        report: &mut Report,
+        url: &str,
+    ) -> Result<(), MigrateError> {
+        backend.ensure_ledger().await?;
+        // Re-read under the lock: a runner that waited usually finds nothing left to do.
+        let ledger = backend.ledger().await?;
+        validate(&self.set, &ledger)?;
+        let pending = self.pending(&ledger, options);
+        report.applied_by_others = pending_before
+            .iter()
+            .map(|m| m.version)
+            .filter(|version| !pending.iter().any(|m| m.version == *version))
+            .collect();
+        report.skipped_phase = self.skipped_phase(&ledger, options);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        report.warnings = backend.preflight(self, &pending).await?;
+        #[cfg(feature = "postgres")]
+        if let Some(policy) = &self.backup {
+            report.backup = Some(crate::backup::backup(url, policy, pending[0].version).await?);
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = url;
+        for migration in pending {
+            let prepared = prepare(migration, backend.dialect())?;
+            let resume_at = ledger
+                .iter()
+                .find(|e| e.version == migration.version)
+                .filter(|e| e.state != State::Applied && !prepared.transactional)
+                .map_or(0, |e| usize::try_from(e.steps_done).unwrap_or(0));
+            let started = std::time::Instant::now();
+            match backend.apply(self, migration, &prepared, resume_at).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.applied_by_others.push(migration.version);
+                    continue;
+                }
+                Err(error) => {
+                    #[cfg(feature = "postgres")]
+                    if let (Some(policy), Some(dump)) = (&self.backup, &report.backup)
+                        && policy.restore_on_failure
+                    {
+                        tracing::warn!(dump = %dump.display(), "restoring the backup after a failed migration (writes since the dump are lost)");
+                        crate::backup::restore(url, dump).await?;
+                    }
+                    return Err(error);
+                }
+            }
+            report.applied.push(migration.version);
+            self.emit(Event::Applied {
+                version: migration.version,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        for check in &self.validations {
+            if !backend.check(check).await? {
+                return Err(MigrateError::Preflight(format!(
+                    "post-migration validation `{}` returned false",
+                    check.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Revert applied migrations newer than `target`, newest first, with the down SQL stored in
+    /// the ledger (or the file, for migrations applied before the ledger kept it).
+    pub async fn down(&self, url: &str, target: i64) -> Result<Report, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(url, true).await?;
+        backend.lock(self).await?;
+        let result = async {
+            let ledger = backend.ledger().await?;
+            let mut to_revert: Vec<&LedgerEntry> = ledger.iter().filter(|e| e.version > target).collect();
+            to_revert.sort_by_key(|e| std::cmp::Reverse(e.version));
+            // Check every one first: refuse before reverting anything.
+            let mut downs = Vec::new();
+            for entry in &to_revert {
+                let down = entry
+                    .down_sql
+                    .clone()
+                    .or_else(|| self.set.get(entry.version).and_then(|m| m.down.clone()))
+                    .ok_or_else(|| MigrateError::Irreversible {
+                        version: entry.version,
+                        name: entry.name.clone(),
+                    })?;
+                downs.push(((*entry).clone(), down));
+            }
+            let mut report = Report::default();
+            for (entry, down) in downs {
+                backend.revert(self, &entry, &down).await?;
+                report.applied.push(entry.version);
+            }
+            Ok(report)
+        }
+        .await;
+        backend.unlock().await;
+        result
+    }
+
+    /// Accept the current files as applied: realign the ledger's checksums with them, and drop
+    /// failed entries of transactional migrations so they run again. Every change is recorded
+    /// with `note`.
+    pub async fn repair(&self, url: &str, note: &str) -> Result<Vec<i64>, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(url, true).await?;
+        backend.lock(self).await?;
+        let result = async {
+            backend.ensure_ledger().await?;
+            let ledger = backend.ledger().await?;
+            let mut repaired = Vec::new();
+            for entry in &ledger {
+                let Some(migration) = self.set.get(entry.version) else {
+                    continue;
+                };
+                if entry.checksum != migration.checksum {
+                    backend.realign(entry.version, &migration.checksum, note).await?;
+                    repaired.push(entry.version);
+                }
+            }
+            Ok(repaired)
+        }
+        .await;
+        backend.unlock().await;
+        result
+    }
+}
+
+/// The SQL dialect of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// A migration ready to run.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) statements: Vec<Statement>,
+    pub(crate) transactional: bool,
+    pub(crate) reason: Option<String>,
+}
+
+pub(crate) fn prepare(migration: &Migration, dialect: Dialect) -> Result<Prepared, MigrateError> {
+    let Some(sql) = migration.sql() else {
+        return Ok(Prepared {
+            statements: Vec::new(),
+            transactional: true,
+            reason: None,
+        });
+    };
+    let statements = match dialect {
+        Dialect::Postgres => statements::split(sql).map_err(|(line, message)| MigrateError::Source {
+            origin: migration.origin.clone(),
+            line: Some(line),
+            message: format!("cannot parse: {message}"),
+        })?,
+        // SQLite runs the file as one batch inside its transaction.
+        Dialect::Sqlite => vec![Statement {
+            text: sql.to_owned(),
+            line: 1,
+            outside_transaction: None,
+            concurrent_index: None,
+            tables: Vec::new(),
+        }],
+    };
+    let needs_outside = statements.iter().find(|s| s.outside_transaction.is_some());
+    for statement in &statements {
+        if statement
+            .concurrent_index
+            .as_ref()
+            .is_some_and(|index| index.name.is_none())
+        {
+            return Err(MigrateError::UnnamedConcurrentIndex {
+                origin: migration.origin.clone(),
+                line: statement.line,
+            });
+        }
+    }
+    let (transactional, reason) = match (migration.transaction, needs_outside) {
+        (TransactionMode::On, Some(statement)) => {
+            return Err(MigrateError::NeedsNoTransaction {
+                origin: migration.origin.clone(),
+                line: statement.line,
+                statement: statement.outside_transaction.unwrap_or("this statement"),
+            });
+        }
+        (TransactionMode::Off, _) => (false, Some("`-- cutover:transaction off`".to_owned())),
+        (_, Some(statement)) => (
+            false,
+            Some(format!(
+                "line {}: {} cannot run in a transaction",
+                statement.line,
+                statement.outside_transaction.unwrap_or("a statement")
+            )),
+        ),
+        (_, None) => (true, None),
+    };
+    Ok(Prepared {
+        statements,
+        transactional: transactional || migration.backfill.is_some(),
+        reason,
+    })
+}
+
+fn plan_one(
+    migration: &Migration,
+    ledger: &[LedgerEntry],
+    major: u32,
+    dialect: Dialect,
+) -> Result<PlannedMigration, MigrateError> {
+    let prepared = prepare(migration, dialect)?;
+    let mode = match (&migration.up, &migration.backfill, prepared.transactional) {
+        (crate::source::Body::Rust(_), _, _) => "rust",
+        (_, Some(_), _) => "backfill",
+        (_, None, true) => "transaction",
+        (_, None, false) => "per-statement",
+    };
+    let resume_at = ledger
+        .iter()
+        .find(|e| e.version == migration.version && e.state != State::Applied && !prepared.transactional)
+        .map_or(0, |e| usize::try_from(e.steps_done).unwrap_or(0));
+    let findings = if dialect == Dialect::Postgres {
+        lint::lint(migration, major, prepared.transactional && migration.backfill.is_none())
+    } else {
+        Vec::new()
+    };
+    Ok(PlannedMigration {
+        version: migration.version,
+        name: migration.name.clone(),
+        phase: migration.phase,
+        mode,
+        reason: prepared.reason,
+        statements: prepared.statements.len(),
+        resume_at,
+        findings,
+    })
+}
+
+/// The checksum of the first `count` statements, recorded as a migration progresses.
+pub(crate) fn prefix_checksum(statements: &[Statement], count: usize) -> String {
+    let text: Vec<&str> = statements.iter().take(count).map(|s| s.text.as_str()).collect();
+    crate::checksum(&text.join("\n"))
+}
+
+/// Checksums of applied migrations must match their files, and no applied migration may be
+/// missing from the source. A migration that stopped part-way may be fixed, but not in the
+/// statements it already ran.
+pub(crate) fn validate(set: &MigrationSet, ledger: &[LedgerEntry]) -> Result<(), MigrateError> {
+    for entry in ledger {
+        match set.get(entry.version) {
+            None if entry.state == State::Applied => {
+                return Err(MigrateError::Missing {
+                    version: entry.version,
+                    name: entry.name.clone(),
+                });
+            }
+            None => {}
+            Some(migration) if entry.state != State::Applied => {
+                let (Some(done), Some(sql)) = (&entry.done_checksum, migration.sql()) else {
+                    continue;
+                };
+                let ran = usize::try_from(entry.steps_done).unwrap_or(0);
+                let now = statements::split(sql)
+                    .map(|s| prefix_checksum(&s, ran))
+                    .unwrap_or_default();
+                if &now != done {
+                    return Err(MigrateError::ChecksumMismatch {
+                        version: entry.version,
+                        name: entry.name.clone(),
+                        applied: format!("{done} (its first {ran} statement(s), already run)"),
+                        current: now,
+                    });
+                }
+            }
+            Some(migration) if migration.checksum != entry.checksum => {
+                return Err(MigrateError::ChecksumMismatch {
+                    version: entry.version,
+                    name: entry.name.clone(),
+                    applied: entry.checksum.clone(),
+                    current: migration.checksum.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn status(set: &MigrationSet, ledger: &[LedgerEntry]) -> Vec<StatusEntry> {
+    let mut entries: Vec<StatusEntry> = set
+        .migrations()
+        .iter()
+        .map(|migration| {
+            let row = ledger.iter().find(|e| e.version == migration.version).cloned();
+            let state = match &row {
+                None => "pending",
+                Some(row) if row.checksum != migration.checksum => "changed",
+                Some(row) => row.state.as_str(),
+            };
+            StatusEntry {
+                version: migration.version,
+                name: migration.name.clone(),
+                phase: migration.phase.to_string(),
+                state: state.to_owned(),
+                checksum: migration.checksum.clone(),
+                ledger: row,
+            }
+        })
+        .collect();
+    for row in ledger.iter().filter(|row| set.get(row.version).is_none()) {
+        entries.push(StatusEntry {
+            version: row.version,
+            name: row.name.clone(),
+            phase: row.phase.clone(),
+            state: "missing".to_owned(),
+            checksum: row.checksum.clone(),
+            ledger: Some(row.clone()),
+        });
+    }
+    entries.sort_by_key(|e| e.version);
+    entries
+}
+
+impl FromStr for Phase {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "expand" => Ok(Self::Expand),
+            "backfill" => Ok(Self::Backfill),
+            "contract" => Ok(Self::Contract),
+            other => Err(format!("unknown phase `{other}`; use expand, backfill or contract")),
+        }
+    }
+}

@@ -1,0 +1,750 @@
+//! The PostgreSQL backend: a dedicated lock connection polled with `pg_try_advisory_lock`, short
+//! `lock_timeout`s retried with backoff, one statement per round-trip where a transaction is
+//! impossible, INVALID indexes rebuilt, batched backfills with their checkpoint committed in
+//! the same transaction.
+
+use std::{
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use sqlx::{
+    AssertSqlSafe, Connection, Executor, PgConnection, Row,
+    postgres::{PgConnectOptions, PgDatabaseError},
+};
+
+use crate::{
+    Event, MigrateError, Migration, Migrator,
+    ledger::{Checkpoint, LEDGER_TABLE, LedgerEntry, State, runner_id},
+    migrator::{Prepared, SqlCheck},
+    source::Body,
+    statements::Statement,
+};
+
+/// `lock_not_available`: a `lock_timeout` fired.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+pub(crate) struct Pg {
+    work: PgConnection,
+    lock: Option<PgConnection>,
+    holding: bool,
+}
+
+pub(crate) fn error_code(error: &sqlx::Error) -> Option<String> {
+    error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
+        .map(|e| e.code().to_owned())
+}
+
+pub(crate) fn describe_error(error: &sqlx::Error) -> String {
+    match error
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<PgDatabaseError>())
+    {
+        Some(pg) => {
+            let mut text = format!("{} (SQLSTATE {})", pg.message(), pg.code());
+            if let Some(detail) = pg.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+/// Backoff for retries: 100 ms doubling to 5 s, with ±25 % jitter.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(100)
+        .saturating_mul(1 << attempt.min(6))
+        .min(Duration::from_secs(5));
+    base.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+pub(crate) fn millis_literal(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
+impl Pg {
+    pub(crate) async fn connect(url: &str, with_lock: bool) -> Result<Self, MigrateError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| MigrateError::UnsupportedUrl(format!("{}: {e}", crate::redact_url(url))))?
+            .application_name("cutover-migrate");
+        let work = PgConnection::connect_with(&options)
+            .await
+            .map_err(MigrateError::db(format!(
+                "cannot connect to {}",
+                crate::redact_url(url)
+            )))?;
+        let lock = if with_lock {
+            // Its own connection, never a pooled one: the advisory lock belongs to a session.
+            let mut lock = PgConnection::connect_with(&options.clone().application_name("cutover-migrate-lock"))
+                .await
+                .map_err(MigrateError::db("cannot open the lock connection"))?;
+            // If this runner dies without closing the socket, the server notices within about
+            // a minute and drops the session, and the lock with it.
+            lock.execute(
+                "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3",
+            )
+            .await
+            .map_err(MigrateError::db("cannot set keepalives on the lock connection"))?;
+            Some(lock)
+        } else {
+            None
+        };
+        Ok(Self {
+            work,
+            lock,
+            holding: false,
+        })
+    }
+
+    pub(crate) async fn server_major(&mut self) -> Result<u32, MigrateError> {
+        let version: String = sqlx::query_scalar("SHOW server_version_num")
+            .fetch_one(&mut self.work)
+            .await
+            .map_err(MigrateError::db("cannot read the server version"))?;
+        Ok(version.trim().parse::<u32>().map_or(15, |n| n / 10_000))
+    }
+
+    pub(crate) async fn ensure_ledger(&mut self) -> Result<(), MigrateError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                version bigint PRIMARY KEY,
+                name text NOT NULL,
+                phase text NOT NULL,
+                checksum text NOT NULL,
+                state text NOT NULL CHECK (state IN ('running', 'applied', 'failed')),
+                steps_done integer NOT NULL DEFAULT 0,
+                steps_total integer NOT NULL DEFAULT 0,
+                done_checksum text,
+                checkpoint jsonb,
+                failed_step integer,
+                error text,
+                installed_by text NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now(),
+                finished_at timestamptz,
+                duration_ms bigint,
+                down_sql text,
+                repaired_at timestamptz,
+                repair_note text
+            )"
+        );
+        self.work
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map_err(MigrateError::db("cannot create the ledger table"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
+        let exists: Option<String> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT to_regclass('{LEDGER_TABLE}')::text")))
+                .fetch_one(&mut self.work)
+                .await
+                .map_err(MigrateError::db("cannot read the ledger"))?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT version, name, phase, checksum, state, steps_done::bigint, steps_total::bigint, done_checksum, checkpoint::text,
+                    failed_step::bigint, error, installed_by, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
+                    to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), duration_ms, down_sql,
+                    to_char(repaired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), repair_note
+             FROM {LEDGER_TABLE} ORDER BY version"
+        )))
+        .fetch_all(&mut self.work)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LedgerEntry {
+                    version: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    phase: row.try_get(2)?,
+                    checksum: row.try_get(3)?,
+                    state: State::parse(row.try_get::<&str, _>(4)?),
+                    steps_done: row.try_get(5)?,
+                    steps_total: row.try_get(6)?,
+                    done_checksum: row.try_get(7)?,
+                    checkpoint: row.try_get(8)?,
+                    failed_step: row.try_get(9)?,
+                    error: row.try_get(10)?,
+                    installed_by: row.try_get(11)?,
+                    started_at: row.try_get(12)?,
+                    finished_at: row.try_get(13)?,
+                    duration_ms: row.try_get(14)?,
+                    down_sql: row.try_get(15)?,
+                    repaired_at: row.try_get(16)?,
+                    repair_note: row.try_get(17)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(MigrateError::db("cannot decode the ledger"))
+    }
+
+    /// Poll `pg_try_advisory_lock` on the lock connection, idle and outside any transaction
+    /// while waiting (a waiting transaction's snapshot is what deadlocks concurrent index
+    /// builds), 25 ms doubling to 1 s with jitter, up to `lock_wait`.
+    pub(crate) async fn lock(&mut self, migrator: &Migrator) -> Result<(), MigrateError> {
+        let Some(lock) = self.lock.as_mut() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(25);
+        let mut last_report = Instant::now();
+        loop {
+            let acquired: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtext('cutover-migrate:' || current_database())::bigint)",
+            )
+            .fetch_one(&mut *lock)
+            .await
+            .map_err(MigrateError::db("cannot try the migration lock"))?;
+            if acquired {
+                self.holding = true;
+                return Ok(());
+            }
+            let waited = started.elapsed();
+            if waited >= migrator.lock_wait {
+                return Err(MigrateError::LockTimeout { waited });
+            }
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                migrator.emit(Event::WaitingForLock {
+                    waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                });
+                last_report = Instant::now();
+            }
+            tokio::time::sleep(delay.mul_f64(0.5 + fastrand::f64())).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    pub(crate) async fn unlock(&mut self) {
+        if let (true, Some(lock)) = (self.holding, self.lock.as_mut()) {
+            let released =
+                sqlx::query("SELECT pg_advisory_unlock(hashtext('cutover-migrate:' || current_database())::bigint)")
+                    .execute(&mut *lock)
+                    .await;
+            if let Err(error) = released {
+                // Closing the session releases it anyway.
+                tracing::warn!(%error, "could not release the migration lock; closing its connection");
+                if let Some(lock) = self.lock.take() {
+                    let _ = lock.close().await;
+                }
+            }
+            self.holding = false;
+        }
+    }
+
+    pub(crate) async fn check(&mut self, check: &SqlCheck) -> Result<bool, MigrateError> {
+        sqlx::query_scalar::<_, bool>(AssertSqlSafe(check.sql.clone()))
+            .fetch_one(&mut self.work)
+            .await
+            .map_err(MigrateError::db(format!("check `{}`", check.name)))
+    }
+
+    /// Warnings about the state of the database, and refusals for failed integrity checks.
+    pub(crate) async fn preflight(
+        &mut self,
+        migrator: &Migrator,
+        pending: &[&Migration],
+    ) -> Result<Vec<String>, MigrateError> {
+        let mut warnings = Vec::new();
+        let connections: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+                .fetch_one(&mut self.work)
+                .await
+                .map_err(MigrateError::db("pre-flight: cannot count connections"))?;
+        if connections > migrator.max_connections_warning {
+            warnings.push(format!(
+                "{connections} active connections to this database (more than {})",
+                migrator.max_connections_warning
+            ));
+        }
+        let mut tables: Vec<String> = Vec::new();
+        for migration in pending {
+            if let Some(sql) = migration.sql()
+                && let Ok(statements) = crate::statements::split(sql)
+            {
+                for statement in statements {
+                    for table in statement.tables {
+                        let bare = table.rsplit('.').next().unwrap_or(&table).to_owned();
+                        if !tables.contains(&bare) {
+                            tables.push(bare);
+                        }
+                    }
+                }
+            }
+            if let Some(backfill) = &migration.backfill {
+                tables.push(backfill.table.rsplit('.').next().unwrap_or(&backfill.table).to_owned());
+            }
+        }
+        if !tables.is_empty() {
+            let rows = sqlx::query(
+                "SELECT DISTINCT a.pid, a.state, c.relname, extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::bigint
+                 FROM pg_locks l
+                 JOIN pg_class c ON c.oid = l.relation
+                 JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE c.relname = ANY($1) AND a.pid <> pg_backend_pid()
+                   AND (a.state LIKE 'idle in transaction%' OR now() - a.xact_start > interval '30 seconds')",
+            )
+            .bind(&tables)
+            .fetch_all(&mut self.work)
+            .await
+            .map_err(MigrateError::db("pre-flight: cannot inspect sessions"))?;
+            for row in rows {
+                let pid: i32 = row.try_get(0).unwrap_or_default();
+                let state: Option<String> = row.try_get(1).unwrap_or_default();
+                let table: String = row.try_get(2).unwrap_or_default();
+                let seconds: Option<i64> = row.try_get(3).unwrap_or_default();
+                warnings.push(format!(
+                    "session pid {pid} ({}, {}s) holds a lock on `{table}`: DDL on it will wait and retry until it ends",
+                    state.unwrap_or_else(|| "unknown".to_owned()),
+                    seconds.unwrap_or(0)
+                ));
+            }
+        }
+        for warning in &warnings {
+            migrator.emit(Event::Warning {
+                message: warning.clone(),
+            });
+        }
+        for check in &migrator.integrity {
+            if !self.check(check).await? {
+                return Err(MigrateError::Preflight(format!(
+                    "integrity check `{}` returned false",
+                    check.name
+                )));
+            }
+        }
+        if let Some(policy) = &migrator.backup {
+            crate::backup::check_disk(&policy.dir, migrator.max_disk_percent)?;
+        }
+        Ok(warnings)
+    }
+
+    pub(crate) async fn apply(
+        &mut self,
+        migrator: &Migrator,
+        migration: &Migration,
+        prepared: &Prepared,
+        resume_at: usize,
+    ) -> Result<(), MigrateError> {
+        let lock_timeout = migration.lock_timeout.unwrap_or(migrator.lock_timeout);
+        migrator.emit(Event::Started {
+            version: migration.version,
+            name: migration.name.clone(),
+            steps: prepared.statements.len(),
+            resumed_at: resume_at,
+        });
+        if let Some(backfill) = &migration.backfill {
+            return crate::backfill::run_postgres(self, migrator, migration, backfill, lock_timeout).await;
+        }
+        match &migration.up {
+            Body::Rust(code) => self.apply_rust(migration, code.as_ref()).await,
+            Body::Sql(_) if prepared.transactional => {
+                self.apply_in_transaction(migrator, migration, &prepared.statements, lock_timeout)
+                    .await
+            }
+            Body::Sql(_) => {
+                self.apply_per_statement(migrator, migration, &prepared.statements, resume_at, lock_timeout)
+                    .await
+            }
+        }
+    }
+
+    async fn apply_rust(&mut self, migration: &Migration, code: &dyn crate::RustMigration) -> Result<(), MigrateError> {
+        let started = Instant::now();
+        let mut transaction = self.work.begin().await.map_err(MigrateError::db("cannot begin"))?;
+        let mut connection = crate::Connection::Postgres(transaction.as_mut());
+        code.up(&mut connection)
+            .await
+            .map_err(|error| MigrateError::Statement {
+                version: migration.version,
+                name: migration.name.clone(),
+                step: 1,
+                origin: migration.origin.clone(),
+                line: 0,
+                message: error.to_string(),
+            })?;
+        record_applied(&mut transaction, migration, 1, started).await?;
+        transaction.commit().await.map_err(MigrateError::db("cannot commit"))?;
+        Ok(())
+    }
+
+    /// One transaction with the ledger row; a `lock_timeout` rolls it back and it is retried
+    /// whole, after a backoff.
+    async fn apply_in_transaction(
+        &mut self,
+        migrator: &Migrator,
+        migration: &Migration,
+        statements: &[Statement],
+        lock_timeout: Duration,
+    ) -> Result<(), MigrateError> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let mut transaction = self.work.begin().await.map_err(MigrateError::db("cannot begin"))?;
+            transaction
+                .execute(AssertSqlSafe(format!(
+                    "SET LOCAL lock_timeout = '{}'",
+                    millis_literal(lock_timeout)
+                )))
+                .await
+                .map_err(MigrateError::db("cannot set lock_timeout"))?;
+            let mut failure = None;
+            for (index, statement) in statements.iter().enumerate() {
+                if let Err(error) = transaction.execute(AssertSqlSafe(statement.text.clone())).await {
+                    failure = Some((index, error));
+                    break;
+                }
+            }
+            let Some((index, error)) = failure else {
+                record_applied(&mut transaction, migration, statements.len(), started).await?;
+                transaction.commit().await.map_err(MigrateError::db("cannot commit"))?;
+                return Ok(());
+            };
+            let _ = transaction.rollback().await;
+            if error_code(&error).as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < migrator.lock_retries {
+                attempt += 1;
+                migrator.emit(Event::LockRetry {
+                    version: migration.version,
+                    attempt,
+                });
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+            let statement = &statements[index];
+            self.record_failed(migration, statements.len(), index, &describe_error(&error))
+                .await?;
+            return Err(MigrateError::Statement {
+                version: migration.version,
+                name: migration.name.clone(),
+                step: index + 1,
+                origin: migration.origin.clone(),
+                line: statement.line,
+                message: describe_error(&error),
+            });
+        }
+    }
+
+    /// One statement per round-trip, progress committed after each: a failure resumes at the
+    /// failed statement.
+    async fn apply_per_statement(
+        &mut self,
+        migrator: &Migrator,
+        migration: &Migration,
+        statements: &[Statement],
+        resume_at: usize,
+        lock_timeout: Duration,
+    ) -> Result<(), MigrateError> {
+        let started = Instant::now();
+        self.record_running(migration, statements.len(), resume_at).await?;
+        self.work
+            .execute(AssertSqlSafe(format!(
+                "SET lock_timeout = '{}'",
+                millis_literal(lock_timeout)
+            )))
+            .await
+            .map_err(MigrateError::db("cannot set lock_timeout"))?;
+        for (index, statement) in statements.iter().enumerate().skip(resume_at) {
+            let outcome = self.run_statement(migrator, migration, statement).await;
+            if let Err(error) = outcome {
+                let _ = self.work.execute("RESET lock_timeout").await;
+                self.record_failed(migration, statements.len(), index, &error).await?;
+                return Err(MigrateError::Statement {
+                    version: migration.version,
+                    name: migration.name.clone(),
+                    step: index + 1,
+                    origin: migration.origin.clone(),
+                    line: statement.line,
+                    message: error,
+                });
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {LEDGER_TABLE} SET steps_done = $2, done_checksum = $3 WHERE version = $1"
+            )))
+            .bind(migration.version)
+            .bind(i32::try_from(index + 1).unwrap_or(i32::MAX))
+            .bind(crate::migrator::prefix_checksum(statements, index + 1))
+            .execute(&mut self.work)
+            .await
+            .map_err(MigrateError::db("cannot record progress"))?;
+            migrator.emit(Event::Step {
+                version: migration.version,
+                done: index + 1,
+                of: statements.len(),
+            });
+        }
+        let _ = self.work.execute("RESET lock_timeout").await;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {LEDGER_TABLE} SET state = 'applied', finished_at = now(), duration_ms = $2, error = NULL, failed_step = NULL
+             WHERE version = $1"
+        )))
+        .bind(migration.version)
+        .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
+        .execute(&mut self.work)
+        .await
+        .map_err(MigrateError::db("cannot record the migration"))?;
+        Ok(())
+    }
+
+    /// Run one statement outside a transaction, retrying on `lock_timeout`. A concurrent index
+    /// build first looks for a leftover of an earlier failed build: a valid one is kept, an
+    /// INVALID one (which `IF NOT EXISTS` would silently accept) is dropped and rebuilt.
+    async fn run_statement(
+        &mut self,
+        migrator: &Migrator,
+        migration: &Migration,
+        statement: &Statement,
+    ) -> Result<(), String> {
+        if let Some(index) = statement.concurrent_index.as_ref().and_then(|i| i.name.as_ref()) {
+            match self.index_validity(index).await.map_err(|e| describe_error(&e))? {
+                Some(true) => {
+                    tracing::info!(index, "index already exists and is valid; skipping its build");
+                    return Ok(());
+                }
+                Some(false) => {
+                    migrator.emit(Event::RebuildingInvalidIndex {
+                        version: migration.version,
+                        index: index.clone(),
+                    });
+                    self.retrying(
+                        migrator,
+                        migration,
+                        &format!("DROP INDEX CONCURRENTLY IF EXISTS {}", quote_ident_path(index)),
+                    )
+                    .await?;
+                }
+                None => {}
+            }
+        }
+        self.retrying(migrator, migration, &statement.text).await
+    }
+
+    async fn retrying(&mut self, migrator: &Migrator, migration: &Migration, sql: &str) -> Result<(), String> {
+        let mut attempt = 0;
+        loop {
+            match self.work.execute(AssertSqlSafe(sql.to_owned())).await {
+                Ok(_) => return Ok(()),
+                Err(error)
+                    if error_code(&error).as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < migrator.lock_retries =>
+                {
+                    attempt += 1;
+                    migrator.emit(Event::LockRetry {
+                        version: migration.version,
+                        attempt,
+                    });
+                    // A timed-out concurrent build leaves an INVALID index behind: the retry's
+                    // guard drops it.
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(error) => return Err(describe_error(&error)),
+            }
+        }
+    }
+
+    /// `Some(valid)` when an index of that name exists.
+    async fn index_validity(&mut self, name: &str) -> Result<Option<bool>, sqlx::Error> {
+        let (schema, bare) = match name.rsplit_once('.') {
+            Some((schema, bare)) => (Some(schema.to_owned()), bare.to_owned()),
+            None => (None, name.to_owned()),
+        };
+        sqlx::query_scalar(
+            "SELECT i.indisvalid FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relname = $1 AND ($2::text IS NULL AND n.nspname = ANY(current_schemas(false)) OR n.nspname = $2)
+             LIMIT 1",
+        )
+        .bind(bare)
+        .bind(schema)
+        .fetch_optional(&mut self.work)
+        .await
+    }
+
+    async fn record_running(
+        &mut self,
+        migration: &Migration,
+        total: usize,
+        resume_at: usize,
+    ) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, down_sql)
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)
+             ON CONFLICT (version) DO UPDATE SET state = 'running', error = NULL, failed_step = NULL, checksum = EXCLUDED.checksum,
+                 installed_by = EXCLUDED.installed_by, steps_total = EXCLUDED.steps_total, down_sql = EXCLUDED.down_sql"
+        )))
+        .bind(migration.version)
+        .bind(&migration.name)
+        .bind(migration.phase.as_str())
+        .bind(&migration.checksum)
+        .bind(i32::try_from(resume_at).unwrap_or(0))
+        .bind(i32::try_from(total).unwrap_or(i32::MAX))
+        .bind(runner_id())
+        .bind(&migration.down)
+        .execute(&mut self.work)
+        .await
+        .map_err(MigrateError::db("cannot record the migration as running"))?;
+        Ok(())
+    }
+
+    async fn record_failed(
+        &mut self,
+        migration: &Migration,
+        total: usize,
+        index: usize,
+        error: &str,
+    ) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, failed_step, error, installed_by, down_sql)
+             VALUES ($1, $2, $3, $4, 'failed', $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (version) DO UPDATE SET state = 'failed', failed_step = EXCLUDED.failed_step, error = EXCLUDED.error,
+                 finished_at = now()"
+        )))
+        .bind(migration.version)
+        .bind(&migration.name)
+        .bind(migration.phase.as_str())
+        .bind(&migration.checksum)
+        .bind(i32::try_from(index).unwrap_or(0))
+        .bind(i32::try_from(total).unwrap_or(i32::MAX))
+        .bind(i32::try_from(index + 1).unwrap_or(i32::MAX))
+        .bind(error)
+        .bind(runner_id())
+        .bind(&migration.down)
+        .execute(&mut self.work)
+        .await
+        .map_err(MigrateError::db("cannot record the failure"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn revert(
+        &mut self,
+        migrator: &Migrator,
+        entry: &LedgerEntry,
+        down: &str,
+    ) -> Result<(), MigrateError> {
+        let statements = crate::statements::split(down).map_err(|(line, message)| MigrateError::Source {
+            origin: format!("down of migration {}", entry.version),
+            line: Some(line),
+            message,
+        })?;
+        let outside = statements.iter().any(|s| s.outside_transaction.is_some());
+        let failed = |index: usize, message: String| MigrateError::Statement {
+            version: entry.version,
+            name: entry.name.clone(),
+            step: index + 1,
+            origin: format!("down of migration {}", entry.version),
+            line: statements.get(index).map_or(0, |s| s.line),
+            message,
+        };
+        if outside {
+            for (index, statement) in statements.iter().enumerate() {
+                let migration = self_migration(entry);
+                self.retrying(migrator, &migration, &statement.text)
+                    .await
+                    .map_err(|e| failed(index, e))?;
+            }
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1")))
+                .bind(entry.version)
+                .execute(&mut self.work)
+                .await
+                .map_err(MigrateError::db("cannot update the ledger"))?;
+        } else {
+            let mut transaction = self.work.begin().await.map_err(MigrateError::db("cannot begin"))?;
+            transaction
+                .execute(AssertSqlSafe(format!(
+                    "SET LOCAL lock_timeout = '{}'",
+                    millis_literal(migrator.lock_timeout)
+                )))
+                .await
+                .map_err(MigrateError::db("cannot set lock_timeout"))?;
+            for (index, statement) in statements.iter().enumerate() {
+                transaction
+                    .execute(AssertSqlSafe(statement.text.clone()))
+                    .await
+                    .map_err(|e| failed(index, describe_error(&e)))?;
+            }
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1")))
+                .bind(entry.version)
+                .execute(&mut *transaction)
+                .await
+                .map_err(MigrateError::db("cannot update the ledger"))?;
+            transaction.commit().await.map_err(MigrateError::db("cannot commit"))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {LEDGER_TABLE} SET checksum = $2, repaired_at = now(), repair_note = $3 WHERE version = $1"
+        )))
+        .bind(version)
+        .bind(checksum)
+        .bind(note)
+        .execute(&mut self.work)
+        .await
+        .map_err(MigrateError::db("cannot repair the ledger"))?;
+        Ok(())
+    }
+
+    pub(crate) fn work(&mut self) -> &mut PgConnection {
+        &mut self.work
+    }
+}
+
+/// A stand-in migration for retrying down statements (only the version is used).
+fn self_migration(entry: &LedgerEntry) -> Migration {
+    Migration {
+        version: entry.version,
+        name: entry.name.clone(),
+        phase: crate::Phase::Expand,
+        transaction: crate::TransactionMode::Off,
+        lock_timeout: None,
+        allow: Vec::new(),
+        up: Body::Sql(String::new()),
+        down: None,
+        checksum: entry.checksum.clone(),
+        origin: String::new(),
+        backfill: None,
+    }
+}
+
+fn quote_ident_path(name: &str) -> String {
+    name.split('.')
+        .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+pub(crate) async fn record_applied(
+    connection: &mut PgConnection,
+    migration: &Migration,
+    steps: usize,
+    started: Instant,
+) -> Result<(), MigrateError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql)
+         VALUES ($1, $2, $3, $4, 'applied', $5, $5, $6, now(), $7, $8)
+         ON CONFLICT (version) DO UPDATE SET state = 'applied', steps_done = EXCLUDED.steps_done, error = NULL, failed_step = NULL,
+             finished_at = now(), duration_ms = EXCLUDED.duration_ms, installed_by = EXCLUDED.installed_by, down_sql = EXCLUDED.down_sql"
+    )))
+    .bind(migration.version)
+    .bind(&migration.name)
+    .bind(migration.phase.as_str())
+    .bind(&migration.checksum)
+    .bind(i32::try_from(steps).unwrap_or(i32::MAX))
+    .bind(runner_id())
+    .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
+    .bind(&migration.down)
+    .execute(connection)
+    .await
+    .map_err(MigrateError::db("cannot record the migration"))?;
+    Ok(())
+}
+
+pub(crate) fn checkpoint_json(checkpoint: &Checkpoint) -> String {
+    serde_json::to_string(checkpoint).unwrap_or_default()
+}
+
+pub(crate) const LOCK_TIMEOUT_CODE: &str = LOCK_NOT_AVAILABLE;

@@ -1,0 +1,492 @@
+//! The SQLite backend: the same ledger and sources; the lock is SQLite's own write lock, taken
+//! with `BEGIN IMMEDIATE` around each migration (so concurrent runners queue on the database
+//! file and find the work done when their turn comes).
+
+use std::{
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, sqlite::SqliteConnectOptions};
+
+use crate::{
+    Event, MigrateError, Migration, Migrator,
+    ledger::{Checkpoint, LEDGER_TABLE, LedgerEntry, State, runner_id},
+    migrator::{Prepared, SqlCheck},
+    source::Body,
+};
+
+pub(crate) struct Lite {
+    connection: SqliteConnection,
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+fn statement_error(migration: &Migration, step: usize, error: &sqlx::Error) -> MigrateError {
+    MigrateError::Statement {
+        version: migration.version,
+        name: migration.name.clone(),
+        step,
+        origin: migration.origin.clone(),
+        line: 0,
+        message: error
+            .as_database_error()
+            .map_or_else(|| error.to_string(), |e| e.message().to_owned()),
+    }
+}
+
+impl Lite {
+    pub(crate) async fn connect(url: &str, lock_wait: Duration) -> Result<Self, MigrateError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| MigrateError::UnsupportedUrl(format!("{url}: {e}")))?
+            .create_if_missing(true)
+            .busy_timeout(lock_wait);
+        let connection = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(MigrateError::db(format!("cannot open {url}")))?;
+        Ok(Self { connection })
+    }
+
+    pub(crate) async fn ensure_ledger(&mut self) -> Result<(), MigrateError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                version INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                phase TEXT NOT NULL,
+                checksum TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('running', 'applied', 'failed')),
+                steps_done INTEGER NOT NULL DEFAULT 0,
+                steps_total INTEGER NOT NULL DEFAULT 0,
+                done_checksum TEXT,
+                checkpoint TEXT,
+                failed_step INTEGER,
+                error TEXT,
+                installed_by TEXT NOT NULL,
+                started_at TEXT NOT NULL DEFAULT ({NOW}),
+                finished_at TEXT,
+                duration_ms INTEGER,
+                down_sql TEXT,
+                repaired_at TEXT,
+                repair_note TEXT
+            )"
+        );
+        self.connection
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map_err(MigrateError::db("cannot create the ledger table"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+                .bind(LEDGER_TABLE)
+                .fetch_optional(&mut self.connection)
+                .await
+                .map_err(MigrateError::db("cannot read the ledger"))?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT version, name, phase, checksum, state, steps_done, steps_total, done_checksum, checkpoint, failed_step, error,
+                    installed_by, started_at, finished_at, duration_ms, down_sql, repaired_at, repair_note
+             FROM {LEDGER_TABLE} ORDER BY version"
+        )))
+        .fetch_all(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(LedgerEntry {
+                    version: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    phase: row.try_get(2)?,
+                    checksum: row.try_get(3)?,
+                    state: State::parse(row.try_get::<&str, _>(4)?),
+                    steps_done: row.try_get(5)?,
+                    steps_total: row.try_get(6)?,
+                    done_checksum: row.try_get(7)?,
+                    checkpoint: row.try_get(8)?,
+                    failed_step: row.try_get(9)?,
+                    error: row.try_get(10)?,
+                    installed_by: row.try_get(11)?,
+                    started_at: row.try_get(12)?,
+                    finished_at: row.try_get(13)?,
+                    duration_ms: row.try_get(14)?,
+                    down_sql: row.try_get(15)?,
+                    repaired_at: row.try_get(16)?,
+                    repair_note: row.try_get(17)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(MigrateError::db("cannot decode the ledger"))
+    }
+
+    pub(crate) async fn check(&mut self, check: &SqlCheck) -> Result<bool, MigrateError> {
+        sqlx::query_scalar::<_, bool>(AssertSqlSafe(check.sql.clone()))
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(MigrateError::db(format!("check `{}`", check.name)))
+    }
+
+    pub(crate) async fn preflight(&mut self, migrator: &Migrator) -> Result<Vec<String>, MigrateError> {
+        if let Some(policy) = &migrator.backup {
+            return Err(MigrateError::Backup(format!(
+                "backups ({}) use pg_dump and are for PostgreSQL; copy the SQLite file instead",
+                policy.dir.display()
+            )));
+        }
+        for check in &migrator.integrity {
+            if !self.check(check).await? {
+                return Err(MigrateError::Preflight(format!(
+                    "integrity check `{}` returned false",
+                    check.name
+                )));
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn applied_already(&mut self, version: i64) -> Result<bool, MigrateError> {
+        let state: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT state FROM {LEDGER_TABLE} WHERE version = ?1"
+        )))
+        .bind(version)
+        .fetch_optional(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger"))?;
+        Ok(state.as_deref() == Some("applied"))
+    }
+
+    async fn record(
+        &mut self,
+        migration: &Migration,
+        state: &str,
+        steps: i64,
+        started: Instant,
+        error: Option<&str>,
+    ) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql, error, failed_step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, {NOW}, ?8, ?9, ?10, CASE WHEN ?10 IS NULL THEN NULL ELSE ?6 + 1 END)
+             ON CONFLICT (version) DO UPDATE SET state = excluded.state, steps_done = excluded.steps_done, finished_at = excluded.finished_at,
+                 duration_ms = excluded.duration_ms, installed_by = excluded.installed_by, down_sql = excluded.down_sql,
+                 error = excluded.error, failed_step = excluded.failed_step"
+        )))
+        .bind(migration.version)
+        .bind(&migration.name)
+        .bind(migration.phase.as_str())
+        .bind(&migration.checksum)
+        .bind(state)
+        .bind(steps)
+        .bind(runner_id())
+        .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
+        .bind(&migration.down)
+        .bind(error)
+        .execute(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot record the migration"))?;
+        Ok(())
+    }
+
+    /// Apply `migration`; `false` when another runner applied it first.
+    pub(crate) async fn apply(
+        &mut self,
+        migrator: &Migrator,
+        migration: &Migration,
+        prepared: &Prepared,
+    ) -> Result<bool, MigrateError> {
+        migrator.emit(Event::Started {
+            version: migration.version,
+            name: migration.name.clone(),
+            steps: prepared.statements.len(),
+            resumed_at: 0,
+        });
+        let started = Instant::now();
+        if let Some(spec) = &migration.backfill {
+            return self.backfill(migrator, migration, spec, started).await;
+        }
+        if !prepared.transactional {
+            // SQLite's few non-transactional statements (VACUUM) run as written.
+            if self.applied_already(migration.version).await? {
+                return Ok(false);
+            }
+            let sql = migration.sql().unwrap_or_default().to_owned();
+            if let Err(error) = self.connection.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await {
+                let failure = statement_error(migration, 1, &error);
+                self.record(migration, "failed", 0, started, Some(&failure.to_string()))
+                    .await?;
+                return Err(failure);
+            }
+            self.record(migration, "applied", 1, started, None).await?;
+            return Ok(true);
+        }
+        // The write lock for the whole migration: concurrent runners wait here, then see it done.
+        self.connection
+            .execute("BEGIN IMMEDIATE")
+            .await
+            .map_err(MigrateError::db("cannot take the write lock"))?;
+        let outcome = async {
+            if self.applied_already(migration.version).await? {
+                return Ok(false);
+            }
+            match &migration.up {
+                Body::Sql(sql) => {
+                    self.connection
+                        .execute(sqlx::raw_sql(AssertSqlSafe(sql.clone())))
+                        .await
+                        .map_err(|e| statement_error(migration, 1, &e))?;
+                }
+                Body::Rust(code) => {
+                    let mut connection = crate::Connection::Sqlite(&mut self.connection);
+                    code.up(&mut connection).await.map_err(|e| MigrateError::Statement {
+                        version: migration.version,
+                        name: migration.name.clone(),
+                        step: 1,
+                        origin: migration.origin.clone(),
+                        line: 0,
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+            self.record(migration, "applied", 1, started, None).await?;
+            Ok::<bool, MigrateError>(true)
+        }
+        .await;
+        match outcome {
+            Ok(applied) => {
+                self.connection
+                    .execute("COMMIT")
+                    .await
+                    .map_err(MigrateError::db("cannot commit"))?;
+                Ok(applied)
+            }
+            Err(error) => {
+                let _ = self.connection.execute("ROLLBACK").await;
+                self.record(migration, "failed", 0, started, Some(&error.to_string()))
+                    .await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Each batch runs under SQLite's write lock (`BEGIN IMMEDIATE`) and reads the committed
+    /// checkpoint first, so concurrent runners share the batches without repeating one.
+    async fn backfill(
+        &mut self,
+        migrator: &Migrator,
+        migration: &Migration,
+        spec: &crate::BackfillSpec,
+        started: Instant,
+    ) -> Result<bool, MigrateError> {
+        let statement = migration.sql().unwrap_or_default().trim().to_owned();
+        let (table, key) = (format!("\"{}\"", spec.table), format!("\"{}\"", spec.key));
+        let next_key = format!(
+            "SELECT {key} FROM {table} WHERE {key} > ?1 AND {key} <= ?2 ORDER BY {key} LIMIT 1 OFFSET {}",
+            spec.batch_size.saturating_sub(1)
+        );
+        loop {
+            self.connection
+                .execute("BEGIN IMMEDIATE")
+                .await
+                .map_err(MigrateError::db("cannot take the write lock"))?;
+            let step = self
+                .backfill_batch(migration, &table, &key, &next_key, &statement)
+                .await;
+            match step {
+                Ok(Some(checkpoint)) => {
+                    self.connection
+                        .execute("COMMIT")
+                        .await
+                        .map_err(MigrateError::db("cannot commit a batch"))?;
+                    migrator.emit(Event::Batch {
+                        version: migration.version,
+                        last: checkpoint.last,
+                        upper: checkpoint.upper,
+                        rows: checkpoint.rows,
+                    });
+                    if checkpoint.last >= checkpoint.upper {
+                        break;
+                    }
+                    if !spec.pause.is_zero() {
+                        tokio::time::sleep(spec.pause).await;
+                    }
+                }
+                Ok(None) => {
+                    // Nothing left: another runner finished the range (or marked it applied).
+                    let _ = self.connection.execute("ROLLBACK").await;
+                    break;
+                }
+                Err(error) => {
+                    let _ = self.connection.execute("ROLLBACK").await;
+                    return Err(error);
+                }
+            }
+        }
+        self.connection
+            .execute("BEGIN IMMEDIATE")
+            .await
+            .map_err(MigrateError::db("cannot take the write lock"))?;
+        let first = !self.applied_already(migration.version).await?;
+        if first {
+            let batches: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT steps_done FROM {LEDGER_TABLE} WHERE version = ?1"
+            )))
+            .bind(migration.version)
+            .fetch_optional(&mut self.connection)
+            .await
+            .map_err(MigrateError::db("cannot read the ledger"))?;
+            self.record(migration, "applied", batches.unwrap_or(0), started, None)
+                .await?;
+        }
+        self.connection
+            .execute("COMMIT")
+            .await
+            .map_err(MigrateError::db("cannot commit"))?;
+        Ok(first)
+    }
+
+    /// One batch, inside the caller's `BEGIN IMMEDIATE`; `None` when the range is done.
+    async fn backfill_batch(
+        &mut self,
+        migration: &Migration,
+        table: &str,
+        key: &str,
+        next_key: &str,
+        statement: &str,
+    ) -> Result<Option<Checkpoint>, MigrateError> {
+        let row: Option<(String, Option<String>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT state, checkpoint FROM {LEDGER_TABLE} WHERE version = ?1"
+        )))
+        .bind(migration.version)
+        .fetch_optional(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the checkpoint"))?;
+        if row.as_ref().is_some_and(|(state, _)| state == "applied") {
+            return Ok(None);
+        }
+        let checkpoint = match row
+            .and_then(|(_, json)| json)
+            .and_then(|json| serde_json::from_str::<Checkpoint>(&json).ok())
+        {
+            Some(checkpoint) => checkpoint,
+            None => {
+                let (min, max): (Option<i64>, Option<i64>) =
+                    sqlx::query_as(AssertSqlSafe(format!("SELECT min({key}), max({key}) FROM {table}")))
+                        .fetch_one(&mut self.connection)
+                        .await
+                        .map_err(MigrateError::db(format!("cannot read the key range of {table}")))?;
+                Checkpoint {
+                    last: min.map_or(0, |m| m.saturating_sub(1)),
+                    upper: max.unwrap_or(0),
+                    rows: 0,
+                    batches: 0,
+                }
+            }
+        };
+        if checkpoint.last >= checkpoint.upper {
+            self.save_checkpoint(migration, &checkpoint).await?;
+            return Ok(Some(checkpoint));
+        }
+        let hi: Option<i64> = sqlx::query_scalar(AssertSqlSafe(next_key.to_owned()))
+            .bind(checkpoint.last)
+            .bind(checkpoint.upper)
+            .fetch_optional(&mut self.connection)
+            .await
+            .map_err(MigrateError::db("cannot find the next batch"))?;
+        let hi = hi.unwrap_or(checkpoint.upper);
+        let changed = sqlx::query(AssertSqlSafe(statement.to_owned()))
+            .bind(checkpoint.last)
+            .bind(hi)
+            .execute(&mut self.connection)
+            .await
+            .map_err(|e| {
+                statement_error(
+                    migration,
+                    usize::try_from(checkpoint.batches + 1).unwrap_or(usize::MAX),
+                    &e,
+                )
+            })?
+            .rows_affected();
+        let next = Checkpoint {
+            last: hi,
+            upper: checkpoint.upper,
+            rows: checkpoint.rows + changed,
+            batches: checkpoint.batches + 1,
+        };
+        self.save_checkpoint(migration, &next).await?;
+        Ok(Some(next))
+    }
+
+    async fn save_checkpoint(&mut self, migration: &Migration, checkpoint: &Checkpoint) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, checkpoint, installed_by, down_sql)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)
+             ON CONFLICT (version) DO UPDATE SET checkpoint = excluded.checkpoint, steps_done = excluded.steps_done"
+        )))
+        .bind(migration.version)
+        .bind(&migration.name)
+        .bind(migration.phase.as_str())
+        .bind(&migration.checksum)
+        .bind(i64::try_from(checkpoint.batches).unwrap_or(i64::MAX))
+        .bind(serde_json::to_string(checkpoint).unwrap_or_default())
+        .bind(runner_id())
+        .bind(&migration.down)
+        .execute(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot record the checkpoint"))?;
+        Ok(())
+    }
+
+    pub(crate) async fn revert(&mut self, entry: &LedgerEntry, down: &str) -> Result<(), MigrateError> {
+        self.connection
+            .execute("BEGIN IMMEDIATE")
+            .await
+            .map_err(MigrateError::db("cannot take the write lock"))?;
+        let outcome = async {
+            self.connection
+                .execute(sqlx::raw_sql(AssertSqlSafe(down.to_owned())))
+                .await
+                .map_err(|e| MigrateError::Statement {
+                    version: entry.version,
+                    name: entry.name.clone(),
+                    step: 1,
+                    origin: format!("down of migration {}", entry.version),
+                    line: 0,
+                    message: e.to_string(),
+                })?;
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = ?1")))
+                .bind(entry.version)
+                .execute(&mut self.connection)
+                .await
+                .map_err(MigrateError::db("cannot update the ledger"))?;
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => self
+                .connection
+                .execute("COMMIT")
+                .await
+                .map(|_| ())
+                .map_err(MigrateError::db("cannot commit")),
+            Err(error) => {
+                let _ = self.connection.execute("ROLLBACK").await;
+                Err(error)
+            }
+        }
+    }
+
+    pub(crate) async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {LEDGER_TABLE} SET checksum = ?2, repaired_at = {NOW}, repair_note = ?3 WHERE version = ?1"
+        )))
+        .bind(version)
+        .bind(checksum)
+        .bind(note)
+        .execute(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot repair the ledger"))?;
+        Ok(())
+    }
+}

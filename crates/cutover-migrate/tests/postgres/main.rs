@@ -1,0 +1,723 @@
+//! The migration runner against the real PostgreSQL, through its command-line tool, each test
+//! in a database of its own: concurrent runners, resuming a failed non-transactional migration,
+//! a backfill killed with SIGKILL, DDL behind a long transaction, backups, checksums, repair,
+//! down, dry runs and the lint.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use cutover_tests::{service_url, unique};
+use sqlx::{AssertSqlSafe, PgPool};
+
+/// A fresh database and a directory of migrations for it.
+struct Fixture {
+    url: String,
+    name: String,
+    dir: PathBuf,
+    admin: PgPool,
+    pool: PgPool,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let admin_url = service_url("DATABASE_URL");
+        let admin = PgPool::connect(&admin_url).await.unwrap();
+        let name = unique("mig");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let pool = PgPool::connect(&url).await.unwrap();
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            url,
+            name,
+            dir,
+            admin,
+            pool,
+        }
+    }
+
+    fn write(&self, file: &str, sql: &str) {
+        std::fs::write(self.dir.join(file), sql).unwrap();
+    }
+
+    fn remove(&self, file: &str) {
+        std::fs::remove_file(self.dir.join(file)).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cutover-migrate"));
+        command
+            .args(["--database-url", &self.url, "--source"])
+            .arg(&self.dir)
+            .args(args)
+            .env("RUST_LOG", "cutover_migrate=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn drop_database(self) {
+        self.pool.close().await;
+        let _ = sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}:\n{}",
+        output.status.code(),
+        text(output)
+    );
+}
+
+fn assert_fails(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "{}", text(output));
+    text(output)
+}
+
+const CREATE_TABLE: &str = "CREATE TABLE t (id bigint PRIMARY KEY, a int, b int);\n\
+                            INSERT INTO t SELECT g, g % 97, g % 89 FROM generate_series(1, 20000) g;";
+
+async fn advisory_locks(fixture: &Fixture) -> i64 {
+    fixture
+        .scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_runners_at_once_apply_each_migration_exactly_once() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", CREATE_TABLE);
+    fixture.write("0002_index_a.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
+    fixture.write("0003_index_b.up.sql", "CREATE INDEX CONCURRENTLY idx_t_b ON t (b);");
+    fixture.write("0004_column.up.sql", "ALTER TABLE t ADD COLUMN c int;");
+
+    let runners: Vec<_> = (0..5)
+        .map(|_| fixture.command(&["--json", "up"]).spawn().unwrap())
+        .collect();
+    let outputs: Vec<Output> = runners
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    let mut applied = Vec::new();
+    for output in &outputs {
+        assert_ok(output);
+        assert!(!text(output).contains("deadlock detected"), "{}", text(output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        applied.extend(
+            report["applied"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap()),
+        );
+    }
+    applied.sort_unstable();
+    assert_eq!(applied, [1, 2, 3, 4], "each migration applied by exactly one runner");
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM _cutover_migrations WHERE state = 'applied'")
+            .await,
+        4
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+            .await,
+        0,
+        "no INVALID index"
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 't'")
+            .await,
+        3
+    );
+    assert_eq!(advisory_locks(&fixture).await, 0, "no advisory lock left behind");
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_failed_statement_is_recorded_and_the_fixed_migration_resumes_there() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", CREATE_TABLE);
+    let broken = "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);\n\
+                  CREATE INDEX CONCURRENTLY idx_t_x ON t (no_such_column);\n\
+                  CREATE INDEX CONCURRENTLY idx_t_b ON t (b);";
+    fixture.write("0002_indexes.up.sql", broken);
+
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(message.contains("migration 2 (indexes) failed at step 2"), "{message}");
+    assert!(message.contains("no_such_column"), "{message}");
+    let (state, done, failed): (String, i32, Option<i32>) =
+        sqlx::query_as("SELECT state, steps_done, failed_step FROM _cutover_migrations WHERE version = 2")
+            .fetch_one(&fixture.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), done, failed), ("failed", 1, Some(2)));
+    assert_eq!(
+        advisory_locks(&fixture).await,
+        0,
+        "the lock is released after a failure"
+    );
+    let status = text(&fixture.run(&["status"]));
+    assert!(
+        status.contains("failed") && status.contains("no_such_column"),
+        "{status}"
+    );
+
+    // Editing a statement that already ran is refused...
+    fixture.write(
+        "0002_indexes.up.sql",
+        &broken.replace("idx_t_a ON t (a)", "idx_t_a ON t (a, b)"),
+    );
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(message.contains("already run"), "{message}");
+    // ...fixing the failed one resumes at it.
+    fixture.write("0002_indexes.up.sql", &broken.replace("no_such_column", "a, b"));
+    let plan = text(&fixture.run(&["plan"]));
+    assert!(plan.contains("resumes at statement 2"), "{plan}");
+    assert_ok(&fixture.run(&["up"]));
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM _cutover_migrations WHERE state = 'applied'")
+            .await,
+        2
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_indexes WHERE tablename = 't'")
+            .await,
+        4
+    );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_invalid_index_left_by_a_failed_build_is_rebuilt_not_skipped() {
+    let fixture = Fixture::new().await;
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, a int);\nINSERT INTO t VALUES (1, 1), (2, 1);",
+    );
+    assert_ok(&fixture.run(&["up"]));
+    // A unique build fails on duplicates and leaves an INVALID index behind.
+    let failed = sqlx::query("CREATE UNIQUE INDEX CONCURRENTLY idx_t_a ON t (a)")
+        .execute(&fixture.pool)
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+            .await,
+        1
+    );
+    sqlx::query("UPDATE t SET a = 2 WHERE id = 2")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+
+    // `IF NOT EXISTS` alone would accept the broken index.
+    fixture.write(
+        "0002_index.up.sql",
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_t_a ON t (a);",
+    );
+    let output = fixture.run(&["up"]);
+    assert_ok(&output);
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+            .await,
+        0
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_t_a'")
+            .await,
+        1
+    );
+    fixture.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_killed_half_way_resumes_without_touching_any_row_twice() {
+    let fixture = Fixture::new().await;
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, v bigint, touched int NOT NULL DEFAULT 0);\n\
+         INSERT INTO t (id) SELECT g FROM generate_series(1, 20000) g;",
+    );
+    fixture.write(
+        "0002_fill.up.sql",
+        "-- cutover:phase backfill\n-- cutover:backfill table=t key=id batch=200 pause=20ms\n\
+         UPDATE t SET v = id * 2, touched = touched + 1 WHERE id > $1 AND id <= $2;",
+    );
+    let mut child = fixture.command(&["up"]).spawn().unwrap();
+    let started = Instant::now();
+    loop {
+        // The ledger does not exist until the runner has the lock.
+        let batches = sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT (checkpoint->>'batches')::bigint FROM _cutover_migrations WHERE version = 2",
+        )
+        .fetch_optional(&fixture.pool)
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+        .unwrap_or(0);
+        if batches >= 25 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the backfill did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+
+    let done = fixture.scalar("SELECT count(*) FROM t WHERE touched > 0").await;
+    let last = fixture
+        .scalar("SELECT (checkpoint->>'last')::bigint FROM _cutover_migrations WHERE version = 2")
+        .await;
+    assert!(done > 0 && done < 20000, "killed half-way: {done} rows done");
+    assert_eq!(
+        done, last,
+        "exactly the rows up to the committed checkpoint were processed"
+    );
+
+    // New rows during the rollout are the application's job: the range was fixed at the start.
+    sqlx::query("INSERT INTO t (id, v) SELECT g, g * 2 FROM generate_series(20001, 20100) g")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    assert_ok(&fixture.run(&["up"]));
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM t WHERE v IS DISTINCT FROM id * 2")
+            .await,
+        0
+    );
+    assert_eq!(
+        fixture.scalar("SELECT max(touched)::bigint FROM t").await,
+        1,
+        "no row processed twice"
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM t WHERE id <= 20000 AND touched = 1")
+            .await,
+        20000
+    );
+    assert_eq!(advisory_locks(&fixture).await, 0);
+    fixture.drop_database().await;
+}
+
+/// Readers' worst latency while a migration's DDL waits behind a long transaction.
+async fn reader_stall_during_ddl(lock_timeout: &str) -> (Duration, String) {
+    let fixture = Fixture::new().await;
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 1000);",
+    );
+    assert_ok(&fixture.run(&["up"]));
+    fixture.write(
+        "0002_column.up.sql",
+        &format!("-- cutover:lock-timeout {lock_timeout}\nALTER TABLE t ADD COLUMN c int;"),
+    );
+
+    // A long transaction holds a lock on the table for 2 s.
+    let mut holder = fixture.pool.begin().await.unwrap();
+    sqlx::query("SELECT count(*) FROM t")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let migration = fixture
+        .command(&["--lock-timeout", lock_timeout, "up"])
+        .spawn()
+        .unwrap();
+    let readers = {
+        let pool = fixture.pool.clone();
+        tokio::spawn(async move {
+            let mut worst = Duration::ZERO;
+            let until = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < until {
+                let started = Instant::now();
+                sqlx::query("SELECT count(*) FROM t").execute(&pool).await.unwrap();
+                worst = worst.max(started.elapsed());
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            worst
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    holder.commit().await.unwrap();
+    let worst = readers.await.unwrap();
+    let output = migration.wait_with_output().unwrap();
+    assert_ok(&output);
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'c'")
+            .await,
+        1
+    );
+    let log = text(&output);
+    fixture.drop_database().await;
+    (worst, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
+    let (worst, log) = reader_stall_during_ddl("200ms").await;
+    assert!(
+        log.contains("retrying with backoff"),
+        "the DDL should have timed out and retried:\n{log}"
+    );
+    assert!(
+        worst < Duration::from_millis(1000),
+        "readers waited {worst:?} behind the queued DDL"
+    );
+
+    // Control: with a lock_timeout longer than the blocking transaction, the queued ALTER
+    // holds every reader back; the measurement can see a stall.
+    let (worst, _) = reader_stall_during_ddl("10s").await;
+    assert!(
+        worst > Duration::from_millis(1200),
+        "control: readers only waited {worst:?}"
+    );
+}
+
+#[tokio::test]
+async fn backup_migrate_restore_round_trip() {
+    let fixture = Fixture::new().await;
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, keep text, old text);\nINSERT INTO t VALUES (1, 'k', 'o');",
+    );
+    assert_ok(&fixture.run(&["up"]));
+    fixture.write(
+        "0002_drop_old.up.sql",
+        "-- cutover:phase contract\n-- cutover:allow ban-drop-column\nALTER TABLE t DROP COLUMN old;",
+    );
+    let backups = fixture.dir.join("backups");
+    let backup_arg = backups.display().to_string();
+
+    // Contract migrations never run by default.
+    let output = fixture.run(&["up", "--backup-dir", &backup_arg]);
+    assert_ok(&output);
+    assert!(text(&output).contains("2 left for a later phase"), "{}", text(&output));
+    let output = fixture.run(&["up", "--phase", "contract", "--backup-dir", &backup_arg, "--keep", "2"]);
+    assert_ok(&output);
+    assert!(text(&output).contains("backup "), "{}", text(&output));
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'old'")
+            .await,
+        0
+    );
+
+    let dump: PathBuf = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    assert_ok(&fixture.run(&["restore", &dump.display().to_string()]));
+    let old: String = sqlx::query_scalar("SELECT old FROM t WHERE id = 1")
+        .fetch_one(&fixture.pool)
+        .await
+        .unwrap();
+    assert_eq!(old, "o", "the dropped column and its data are back");
+    assert_eq!(
+        fixture.scalar("SELECT count(*) FROM _cutover_migrations").await,
+        1,
+        "the ledger is restored too"
+    );
+
+    for _ in 0..3 {
+        assert_ok(&fixture.run(&["backup", "--dir", &backup_arg, "--keep", "2"]));
+    }
+    assert_eq!(
+        std::fs::read_dir(&backups).unwrap().count(),
+        2,
+        "only the newest 2 dumps are kept"
+    );
+    let message = assert_fails(&fixture.run(&["restore", "/no/such.dump"]));
+    assert!(message.contains("does not exist"), "{message}");
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn changed_checksums_are_refused_until_repaired_on_purpose() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
+    assert_ok(&fixture.run(&["up"]));
+    // Line endings and trailing spaces do not count as changes.
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY);   \r\n\r\n",
+    );
+    assert_ok(&fixture.run(&["up"]));
+
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE t (id bigint PRIMARY KEY, extra int);",
+    );
+    fixture.write("0002_more.up.sql", "CREATE TABLE u (id bigint PRIMARY KEY);");
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(
+        message.contains("migration 1 (create) changed after it was applied"),
+        "{message}"
+    );
+    assert_eq!(
+        fixture.scalar("SELECT count(*) FROM _cutover_migrations").await,
+        1,
+        "nothing else applied"
+    );
+
+    let output = fixture.run(&["repair", "--note", "reformatted 0001 (ticket OPS-12)"]);
+    assert_ok(&output);
+    assert!(
+        text(&output).contains("realigned the checksums of 1"),
+        "{}",
+        text(&output)
+    );
+    let note: String =
+        sqlx::query_scalar("SELECT repair_note FROM _cutover_migrations WHERE version = 1 AND repaired_at IS NOT NULL")
+            .fetch_one(&fixture.pool)
+            .await
+            .unwrap();
+    assert_eq!(note, "reformatted 0001 (ticket OPS-12)");
+    assert_ok(&fixture.run(&["up"]));
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM _cutover_migrations WHERE state = 'applied'")
+            .await,
+        2
+    );
+
+    // A file removed after it was applied is reported, not ignored.
+    fixture.remove("0002_more.up.sql");
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(
+        message.contains("migration 2 (more) is applied in the database but missing"),
+        "{message}"
+    );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn down_uses_the_stored_sql_and_refuses_irreversible_migrations() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY, a int);");
+    fixture.write("0001_create.down.sql", "DROP TABLE t;");
+    fixture.write("0002_column.up.sql", "ALTER TABLE t ADD COLUMN b int;");
+    fixture.write("0002_column.down.sql", "ALTER TABLE t DROP COLUMN b;");
+    fixture.write("0003_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
+    fixture.write("0003_index.down.sql", "DROP INDEX CONCURRENTLY IF EXISTS idx_t_a;");
+    fixture.write("0004_seed.up.sql", "INSERT INTO t VALUES (1, 1, 1);");
+    assert_ok(&fixture.run(&["up"]));
+
+    let message = assert_fails(&fixture.run(&["down", "--to", "1"]));
+    assert!(message.contains("migration 4 (seed) is irreversible"), "{message}");
+    assert_eq!(
+        fixture.scalar("SELECT count(*) FROM _cutover_migrations").await,
+        4,
+        "nothing reverted"
+    );
+
+    // A down written later is used; and for the others, the ledger kept the down SQL they were
+    // applied with, so a binary without those files (an older one) can still revert them.
+    fixture.write("0004_seed.down.sql", "DELETE FROM t WHERE id = 1;");
+    for file in ["0002_column.down.sql", "0003_index.down.sql"] {
+        fixture.remove(file);
+    }
+    let output = fixture.run(&["down", "--to", "1"]);
+    assert_ok(&output);
+    assert!(text(&output).contains("reverted 4, 3, 2"), "{}", text(&output));
+    assert_eq!(fixture.scalar("SELECT count(*) FROM _cutover_migrations").await, 1);
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'idx_t_a'")
+            .await,
+        0
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'b'")
+            .await,
+        0
+    );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", CREATE_TABLE);
+    fixture.write("0002_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
+    let output = fixture.run(&["up", "--dry-run"]);
+    assert_ok(&output);
+    let out = text(&output);
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    assert!(
+        out.contains("per-statement (line 1: CREATE INDEX CONCURRENTLY cannot run in a transaction)"),
+        "{out}"
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .await,
+        0
+    );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_lint_refuses_a_plain_index_on_an_existing_table_and_explains_the_fix() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", CREATE_TABLE);
+    assert_ok(&fixture.run(&["up"]));
+    fixture.write("0002_more.up.sql", "CREATE TABLE u (id bigint PRIMARY KEY);");
+    fixture.write("0003_index.up.sql", "-- indexes t.a\nCREATE INDEX idx_t_a ON t (a);");
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(
+        message.contains("0003_index.up.sql:2: require-concurrent-index-creation"),
+        "{message}"
+    );
+    assert!(message.to_lowercase().contains("concurrently"), "{message}");
+    assert!(
+        message.contains("-- cutover:allow require-concurrent-index-creation"),
+        "{message}"
+    );
+    assert_eq!(
+        fixture.scalar("SELECT count(*) FROM _cutover_migrations").await,
+        1,
+        "0002 was not applied either"
+    );
+    assert_fails(&fixture.run(&["lint"]));
+
+    fixture.write("0003_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
+    assert_ok(&fixture.run(&["lint"]));
+    assert_ok(&fixture.run(&["up"]));
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn malformed_files_and_urls_are_refused_with_the_file_and_line() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
+    fixture.write("0002_bad.up.sql", "-- cutover:lock-timeout forever\nSELECT 1;");
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(
+        message.contains("0002_bad.up.sql:1: `forever` is not a duration"),
+        "{message}"
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .await,
+        0
+    );
+
+    fixture.write("0002_bad.up.sql", "SELECT 1;\nCREATE TABLEE u (id int);");
+    let message = assert_fails(&fixture.run(&["up"]));
+    assert!(message.contains("0002_bad.up.sql:2: cannot parse"), "{message}");
+
+    fixture.remove("0002_bad.up.sql");
+    let output = Command::new(env!("CARGO_BIN_EXE_cutover-migrate"))
+        .args(["--database-url", "mysql://root:hunter2@db/app", "--source"])
+        .arg(&fixture.dir)
+        .arg("status")
+        .output()
+        .unwrap();
+    let message = assert_fails(&output);
+    assert!(
+        message.contains("not a database URL this tool supports") && !message.contains("hunter2"),
+        "{message}"
+    );
+    let _ = Path::new("");
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_briefs_v1_3_0_migrations_apply_by_phase_and_revert() {
+    let fixture = Fixture::new().await;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/api-service/migrations/postgres");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, fixture.dir.join(path.file_name().unwrap())).unwrap();
+    }
+    assert_ok(&fixture.run(&["lint"]));
+    assert_ok(&fixture.run(&["up", "--phase", "expand"]));
+    sqlx::query("INSERT INTO users (username, email) SELECT 'u' || g, 'u' || g || '@example.com' FROM generate_series(1, 3000) g")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    assert_ok(&fixture.run(&["up"]));
+    assert_eq!(
+        fixture.scalar("SELECT count(*) FROM users WHERE notification_settings = '{\"email\": true, \"sms\": false, \"push\": true}'::jsonb").await,
+        3000
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
+            .await,
+        0
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_type WHERE typname = 'user_status_new'")
+            .await,
+        1
+    );
+    let output = fixture.run(&["down", "--to", "1"]);
+    assert_ok(&output);
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'user_preferences'")
+            .await,
+        0
+    );
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_type WHERE typname = 'user_status_new'")
+            .await,
+        0
+    );
+    fixture.drop_database().await;
+}

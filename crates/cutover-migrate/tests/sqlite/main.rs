@@ -1,0 +1,103 @@
+//! The SQLite backend: the same ledger, checksums, backfills and down, with SQLite's write lock
+//! serializing concurrent runners.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::Path;
+
+use cutover_migrate::{MigrationSet, Migrator, UpOptions};
+use cutover_tests::unique;
+use sqlx::SqlitePool;
+
+fn url() -> (String, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("mig_sqlite")));
+    (format!("sqlite://{}", path.display()), path)
+}
+
+fn example() -> MigrationSet {
+    MigrationSet::from_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/api-service/migrations/sqlite"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runners_apply_each_migration_once() {
+    let (url, path) = url();
+    let runners: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Migrator::new(example()).up(&url, &UpOptions::default()).await.unwrap() })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for runner in runners {
+        applied.extend(runner.await.unwrap().applied);
+    }
+    applied.sort_unstable();
+    let expected: Vec<i64> = example().migrations().iter().map(|m| m.version).collect();
+    assert_eq!(applied, expected, "each migration applied by exactly one runner");
+    let pool = SqlitePool::connect(&url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM _cutover_migrations WHERE state = 'applied'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, i64::try_from(expected.len()).unwrap());
+    pool.close().await;
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn backfill_checksums_and_down_work_as_on_postgres() {
+    let (url, path) = url();
+    let migrator = Migrator::new(example());
+    migrator
+        .up(
+            &url,
+            &UpOptions {
+                phases: Some(vec![cutover_migrate::Phase::Expand]),
+                ..UpOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let pool = SqlitePool::connect(&url).await.unwrap();
+    for i in 0..2500 {
+        sqlx::query("INSERT INTO users (username, email) VALUES (?1, ?2)")
+            .bind(format!("u{i}"))
+            .bind(format!("u{i}@example.com"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let report = migrator.up(&url, &UpOptions::default()).await.unwrap();
+    assert_eq!(report.applied.len(), 1, "the backfill");
+    let filled: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE json_extract(notification_settings, '$.push') = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(filled, 2500);
+
+    let status = migrator.status(&url).await.unwrap();
+    assert!(status.iter().all(|s| s.state == "applied"), "{status:?}");
+
+    let changed = MigrationSet::from_files([(
+        "m/0001_create_users.up.sql".to_owned(),
+        "CREATE TABLE x (id int);".to_owned(),
+    )])
+    .unwrap();
+    let error = Migrator::new(changed)
+        .up(&url, &UpOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("changed after it was applied"), "{error}");
+
+    let reverted = migrator.down(&url, 1).await.unwrap();
+    assert!(!reverted.applied.is_empty());
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'user_preferences'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0);
+    pool.close().await;
+    let _ = std::fs::remove_file(path);
+}

@@ -1,0 +1,1 @@
+DROP TYPE user_status_new;

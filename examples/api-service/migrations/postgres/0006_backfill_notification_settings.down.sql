@@ -1,0 +1,2 @@
+-- The values go with the column when 0003 is reverted; nothing to undo here.
+SELECT 1;
