@@ -59,8 +59,17 @@ mod source;
 mod sqlite;
 pub mod statements;
 
-#[doc(hidden)]
-pub use include_dir;
+/// Embed a directory of migrations in the binary at compile time: the `.sql` files of the
+/// directory (relative to the calling crate's `Cargo.toml`) are included with `include_str!`,
+/// and the expression evaluates to `Result<MigrationSet, MigrateError>`.
+///
+/// Cargo tracks the embedded files; to pick up a *new* file, have the crate's `build.rs` print
+/// `cargo:rerun-if-changed=migrations`.
+///
+/// ```ignore
+/// let set = cutover_migrate::embed_migrations!("migrations/postgres")?;
+/// ```
+pub use cutover_migrate_macros::embed_migrations;
 
 pub use error::MigrateError;
 pub use migrator::{
@@ -81,20 +90,6 @@ pub enum Connection<'a> {
     /// SQLite.
     #[cfg(feature = "sqlite")]
     Sqlite(&'a mut sqlx::SqliteConnection),
-}
-
-/// Embed a directory of migrations in the binary at compile time; the files' checksums are
-/// the ones computed from the embedded text.
-///
-/// ```ignore
-/// let set = cutover_migrate::embed_migrations!("$CARGO_MANIFEST_DIR/migrations")?;
-/// ```
-#[macro_export]
-macro_rules! embed_migrations {
-    ($dir:literal) => {{
-        static DIR: $crate::include_dir::Dir<'static> = $crate::include_dir::include_dir!($dir);
-        $crate::MigrationSet::from_embedded(&DIR)
-    }};
 }
 
 /// `url` with any password replaced by `***`.

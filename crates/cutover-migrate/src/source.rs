@@ -237,23 +237,6 @@ impl MigrationSet {
         Self::from_files(files)
     }
 
-    /// Migrations embedded with [`embed_migrations!`](crate::embed_migrations).
-    pub fn from_embedded(dir: &include_dir::Dir<'_>) -> Result<Self, MigrateError> {
-        let mut files = Vec::new();
-        for file in dir.files() {
-            if file.path().extension().and_then(|e| e.to_str()) != Some("sql") {
-                continue;
-            }
-            let text = file.contents_utf8().ok_or_else(|| MigrateError::Source {
-                origin: file.path().display().to_string(),
-                line: None,
-                message: "not UTF-8".to_owned(),
-            })?;
-            files.push((format!("embedded:{}", file.path().display()), text.to_owned()));
-        }
-        Self::from_files(files)
-    }
-
     /// Migrations from `(path, contents)` pairs.
     pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Result<Self, MigrateError> {
         let mut pending: Vec<Pending> = Vec::new();

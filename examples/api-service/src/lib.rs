@@ -16,6 +16,7 @@ pub mod amqp;
 pub mod app;
 mod config;
 mod dependencies;
+pub mod migrations;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -30,24 +31,35 @@ pub use dependencies::Dependencies;
 pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let dependencies = Dependencies::connect(&config).await?;
     let health = dependencies.health(&config)?;
-    let users = users::UserStore::open(dependencies.sqlite.clone()).await?;
-    let router = app::router(&config.service_version).merge(users::router(users));
+    let (store, migration_url, migration_set, phases) = match (&dependencies.postgres, &config.database_url) {
+        (Some(pool), Some(url)) => (
+            users::UserStore::Postgres(pool.clone()),
+            url.clone(),
+            migrations::postgres()?,
+            vec![cutover_migrate::Phase::Expand],
+        ),
+        _ => (
+            users::UserStore::Sqlite(dependencies.sqlite.clone()),
+            format!("sqlite://{}", config.sqlite_path.display()),
+            migrations::sqlite()?,
+            vec![cutover_migrate::Phase::Expand, cutover_migrate::Phase::Backfill],
+        ),
+    };
+    let router = app::router(&config.service_version).merge(users::router(store));
     let sqlite = dependencies.sqlite.clone();
-    let postgres = dependencies.postgres.clone();
 
-    let report = Service::builder(router)
+    let mut service = Service::builder(router)
         .health(health)
         .shutdown(config.shutdown())
         .versioning(users::version_layer())
         .bind(SocketAddr::new(config.host, config.port))
+        // Readiness waits for the schema: probes answer 503 until the migrations are applied.
+        .startup(migrations::apply_on_startup(migration_url, migration_set, phases))
+        .hook("close sqlite", move || async move { sqlite.close().await });
+    if let Some(pool) = dependencies.postgres.clone() {
         // Hooks run last registered first: PostgreSQL closes before SQLite.
-        .hook("close sqlite", move || async move { sqlite.close().await })
-        .hook("close postgres", move || async move {
-            if let Some(pool) = postgres {
-                pool.close().await;
-            }
-        })
-        .serve()
-        .await?;
+        service = service.hook("close postgres", move || async move { pool.close().await });
+    }
+    let report = service.serve().await?;
     Ok(report)
 }

@@ -15,7 +15,7 @@
 //! unsupported version is a 400 problem; see [`versions`] for how compatible resolution
 //! (`1.4` served as `1.3`) would be switched on instead.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::{
     Router,
@@ -27,7 +27,9 @@ use axum::{
 use cutover::versioning::{Shape, VersionChanges, VersionLayer, VersionSet, Versioned, VersionedJson, VersionedShape};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
+
+use self::queries::Queries;
 
 /// 1.0 has been deprecated since 2025-01-01.
 const V1_0_DEPRECATED: u64 = 1_735_689_600;
@@ -180,10 +182,14 @@ impl<T: VersionedShape> VersionedShape for Page<T> {
     }
 }
 
-/// Where users are kept.
+/// Where users are kept: PostgreSQL when `DATABASE_URL` is set, the embedded SQLite database
+/// otherwise. The schema comes from the migrations in `migrations/` (applied at start-up).
 #[derive(Debug, Clone)]
-pub struct UserStore {
-    pool: SqlitePool,
+pub enum UserStore {
+    /// The embedded database.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
 }
 
 #[derive(sqlx::FromRow)]
@@ -197,7 +203,7 @@ struct UserRow {
     first_name: Option<String>,
     last_name: Option<String>,
     avatar_url: Option<String>,
-    preferences: String,
+    preferences: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -214,84 +220,97 @@ impl From<UserRow> for User {
                 last_name: row.last_name,
                 avatar_url: row.avatar_url,
             },
-            preferences: serde_json::from_str(&row.preferences).unwrap_or_else(|_| json!({})),
+            preferences: row
+                .preferences
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_else(|| json!({})),
         }
     }
 }
 
-const COLUMNS: &str =
-    "id, username, email, is_active, created_at, updated_at, first_name, last_name, avatar_url, preferences";
+/// The SQL that differs between the two databases; the queries around it are shared.
+struct Dialect {
+    /// A user joined with their preferences, timestamps as RFC 3339 text.
+    select: &'static str,
+    /// Stores `$2` (JSON text) as user `$1`'s preferences.
+    insert_preferences: &'static str,
+}
+
+const SQLITE: Dialect = Dialect {
+    select: "SELECT u.id, u.username, u.email, u.is_active, u.created_at, u.updated_at,
+            u.first_name, u.last_name, u.avatar_url, p.preferences
+         FROM users u LEFT JOIN user_preferences p ON p.user_id = u.id",
+    insert_preferences: "INSERT INTO user_preferences (user_id, preferences) VALUES ($1, $2)",
+};
+
+const POSTGRES: Dialect = Dialect {
+    select: "SELECT u.id, u.username, u.email, u.is_active,
+            to_char(u.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS created_at,
+            to_char(u.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS updated_at,
+            u.first_name, u.last_name, u.avatar_url, p.preferences::text AS preferences
+         FROM users u LEFT JOIN user_preferences p ON p.user_id = u.id",
+    insert_preferences: "INSERT INTO user_preferences (user_id, preferences) VALUES ($1, $2::jsonb)",
+};
+
+fn conflict_or_internal(error: sqlx::Error, new: &NewUser) -> ApiError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(format!(
+            "a user with username `{}` or email `{}` already exists",
+            new.username, new.email
+        )),
+        _ => ApiError::Internal(error),
+    }
+}
 
 impl UserStore {
-    /// Use `pool`, creating the table if it does not exist yet.
-    pub async fn open(pool: SqlitePool) -> sqlx::Result<Self> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS users (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                username TEXT NOT NULL UNIQUE,
-                email TEXT NOT NULL UNIQUE,
-                is_active INTEGER NOT NULL DEFAULT 1,
-                created_at TEXT NOT NULL,
-                updated_at TEXT NOT NULL,
-                first_name TEXT,
-                last_name TEXT,
-                avatar_url TEXT,
-                preferences TEXT NOT NULL DEFAULT '{}'
-            )",
-        )
-        .execute(&pool)
-        .await?;
-        Ok(Self { pool })
-    }
-
     async fn insert(&self, new: NewUser) -> Result<User, ApiError> {
-        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let profile = new.profile.unwrap_or_default();
-        let sql = format!(
-            "INSERT INTO users (username, email, is_active, created_at, updated_at, first_name, last_name, avatar_url, preferences)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
-        );
-        sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-            .bind(&new.username)
-            .bind(&new.email)
-            .bind(new.is_active)
-            .bind(&now)
-            .bind(&now)
-            .bind(profile.first_name)
-            .bind(profile.last_name)
-            .bind(profile.avatar_url)
-            .bind(new.preferences.to_string())
-            .fetch_one(&self.pool)
-            .await
-            .map(User::from)
-            .map_err(|error| match &error {
-                sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::Conflict(format!(
-                    "a user with username `{}` or email `{}` already exists",
-                    new.username, new.email
-                )),
-                _ => ApiError::Internal(error),
-            })
+        let id = match self {
+            Self::Sqlite(pool) => Queries { pool, dialect: &SQLITE }.insert(&new).await,
+            Self::Postgres(pool) => {
+                Queries {
+                    pool,
+                    dialect: &POSTGRES,
+                }
+                .insert(&new)
+                .await
+            }
+        }?;
+        self.get(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("user {id} vanished after it was created")))
     }
 
     async fn get(&self, id: i64) -> Result<Option<User>, ApiError> {
-        let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?");
-        let row = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(ApiError::Internal)?;
+        let row = match self {
+            Self::Sqlite(pool) => Queries { pool, dialect: &SQLITE }.get(id).await,
+            Self::Postgres(pool) => {
+                Queries {
+                    pool,
+                    dialect: &POSTGRES,
+                }
+                .get(id)
+                .await
+            }
+        }
+        .map_err(ApiError::Internal)?;
         Ok(row.map(User::from))
     }
 
     async fn page(&self, after: i64, limit: u32) -> Result<Page<User>, ApiError> {
         // Keyset pagination: stable under inserts, no OFFSET scans.
-        let sql = format!("SELECT {COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?");
-        let rows = sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-            .bind(after)
-            .bind(i64::from(limit) + 1)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(ApiError::Internal)?;
+        let fetch = i64::from(limit) + 1;
+        let rows = match self {
+            Self::Sqlite(pool) => Queries { pool, dialect: &SQLITE }.after(after, fetch).await,
+            Self::Postgres(pool) => {
+                Queries {
+                    pool,
+                    dialect: &POSTGRES,
+                }
+                .after(after, fetch)
+                .await
+            }
+        }
+        .map_err(ApiError::Internal)?;
         let mut items: Vec<User> = rows.into_iter().map(User::from).collect();
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
@@ -300,6 +319,79 @@ impl UserStore {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+}
+
+/// The queries, written once for any database that can store a user (`$N` placeholders work
+/// in both SQLite and PostgreSQL).
+mod queries {
+    use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+
+    use super::{ApiError, Dialect, NewUser, UserRow, conflict_or_internal};
+
+    pub(super) struct Queries<'a, DB: Database> {
+        pub(super) pool: &'a Pool<DB>,
+        pub(super) dialect: &'a Dialect,
+    }
+
+    impl<DB> Queries<'_, DB>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+        DB::Arguments: IntoArguments<DB>,
+        for<'q> String: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+        for<'q> bool: Encode<'q, DB> + Type<DB>,
+        for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+        for<'r> UserRow: FromRow<'r, DB::Row>,
+        usize: ColumnIndex<DB::Row>,
+    {
+        /// Inserts the user and their preferences in one transaction; returns the new id.
+        pub(super) async fn insert(&self, new: &NewUser) -> Result<i64, ApiError> {
+            let profile = new.profile.clone().unwrap_or_default();
+            let mut tx = self.pool.begin().await.map_err(ApiError::Internal)?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO users (username, email, is_active, first_name, last_name, avatar_url)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(new.username.clone())
+            .bind(new.email.clone())
+            .bind(new.is_active)
+            .bind(profile.first_name)
+            .bind(profile.last_name)
+            .bind(profile.avatar_url)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|error| conflict_or_internal(error, new))?;
+            sqlx::query(self.dialect.insert_preferences)
+                .bind(id)
+                .bind(new.preferences.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(ApiError::Internal)?;
+            tx.commit().await.map_err(ApiError::Internal)?;
+            Ok(id)
+        }
+
+        pub(super) async fn get(&self, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
+            sqlx::query_as(AssertSqlSafe(format!("{} WHERE u.id = $1", self.dialect.select)))
+                .bind(id)
+                .fetch_optional(self.pool)
+                .await
+        }
+
+        /// Up to `limit` users with ids above `after`, in id order.
+        pub(super) async fn after(&self, after: i64, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+            sqlx::query_as(AssertSqlSafe(format!(
+                "{} WHERE u.id > $1 ORDER BY u.id LIMIT $2",
+                self.dialect.select
+            )))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool)
+            .await
+        }
     }
 }
 

@@ -17,6 +17,11 @@ async fn started() -> (Service, Client) {
     (service, Client::new())
 }
 
+/// GETs `url` and reads the body as JSON, whatever the status.
+async fn get_json(client: &Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 fn keys(value: &Value) -> Vec<String> {
     let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
     keys.sort();
@@ -87,37 +92,16 @@ async fn every_version_sees_its_own_shape_single_and_in_a_page() {
             let user: Value = response.json().await.unwrap();
             assert_eq!(keys(&user), *expected, "{url}");
         }
-        let page: Value = client
-            .get(format!("{}/api/v{version}/users", service.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(&client, format!("{}/api/v{version}/users", service.base)).await;
         assert_eq!(keys(&page["items"][0]), *expected, "page item in {version}");
     }
 
-    let v1_0: Value = client
-        .get(format!("{}/api/v1.0/users/1", service.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v1_0: Value = get_json(&client, format!("{}/api/v1.0/users/1", service.base)).await;
     assert_eq!(
         v1_0,
         json!({"id": 1, "name": "ada", "email": "ada@example.com", "active": true})
     );
-    let v1_2: Value = client
-        .get(format!("{}/api/v1.2/users/1", service.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v1_2: Value = get_json(&client, format!("{}/api/v1.2/users/1", service.base)).await;
     assert_eq!(
         v1_2["profile"],
         json!({"first_name": "Ada", "last_name": "Lovelace", "avatar_url": null})
@@ -142,14 +126,7 @@ async fn a_1_0_client_creates_a_user_that_newer_clients_read_correctly() {
         json!({"id": 1, "name": "grace", "email": "grace@example.com", "active": false})
     );
 
-    let newest: Value = client
-        .get(format!("{}/api/users/1", service.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let newest: Value = get_json(&client, format!("{}/api/users/1", service.base)).await;
     assert_eq!(newest["username"], "grace");
     assert_eq!(newest["is_active"], false);
     assert_eq!(
@@ -174,7 +151,7 @@ async fn pages_follow_their_cursor() {
     let mut seen = Vec::new();
     let mut url = format!("{}/api/users?limit=2", service.base);
     loop {
-        let page: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        let page: Value = get_json(&client, url.clone()).await;
         seen.extend(
             page["items"]
                 .as_array()
@@ -241,4 +218,56 @@ async fn errors_are_problem_documents() {
     };
     assert_eq!(twice("dup").await.unwrap().status(), StatusCode::CREATED);
     assert_eq!(twice("dup").await.unwrap().status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_postgres_race_for_the_migrations_and_share_the_users() {
+    let admin_url = cutover_tests::service_url("DATABASE_URL");
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    let name = cutover_tests::unique("api_pg");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+
+    let replicas: Vec<Service> = (0..3)
+        .map(|_| Service::start(&[("DATABASE_URL", url.clone())]))
+        .collect();
+    for replica in &replicas {
+        replica.wait_until("/health/ready", 200, Duration::from_secs(30)).await;
+    }
+    let client = Client::new();
+    let created = client
+        .post(format!("{}/api/v1.0/users", replicas[0].base))
+        .json(&json!({"name": "grace", "email": "grace@example.com", "active": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let seen: Value = get_json(&client, format!("{}/api/users/1", replicas[2].base)).await;
+    assert_eq!(seen["username"], "grace", "another replica reads the same PostgreSQL");
+
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let ledger: Vec<(i64, String)> = sqlx::query_as("SELECT version, state FROM _cutover_migrations ORDER BY version")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let expected: Vec<(i64, String)> = (1..=5).map(|v| (v, "applied".to_owned())).collect();
+    assert_eq!(
+        ledger, expected,
+        "expand migrations once each; the backfill is left to the deployment"
+    );
+    let preferences: String = sqlx::query_scalar("SELECT preferences::text FROM user_preferences WHERE user_id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(preferences, "{}");
+    pool.close().await;
+    drop(replicas);
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await;
 }
