@@ -4,11 +4,12 @@
 //! job: it writes both shapes during the rollout), so the backfill ends even under a steady
 //! stream of inserts. Each batch of keys `(last, hi]` is one short transaction that runs the
 //! migration's statement with `$1 = last` and `$2 = hi` and commits the checkpoint with it: a
-//! crash loses at most the batch in flight, and no row is processed twice.
+//! crash loses at most the batches whose commit had not reached the disk, each together with its
+//! checkpoint, and no row is processed twice.
 
 use std::time::{Duration, Instant};
 
-use sqlx::{AssertSqlSafe, Connection, Executor};
+use sqlx::{AssertSqlSafe, Connection};
 
 use crate::{
     BackfillSpec, Event, MigrateError, Migration, Migrator,
@@ -117,20 +118,22 @@ pub(crate) async fn run_postgres(
         "SELECT {key}::bigint FROM {table} WHERE {key} > $1 AND {key} <= $2 ORDER BY {key} OFFSET {} LIMIT 1",
         spec.batch_size.saturating_sub(1)
     );
+    // One round-trip opens the batch with its settings. Asynchronous commit is safe here: the
+    // batch and its checkpoint are one transaction, so a crash loses both or neither and the
+    // rerun redoes the batch; and the application's own commits do not queue behind ours for
+    // the WAL flush.
+    let begin = format!(
+        "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL synchronous_commit = off",
+        millis_literal(lock_timeout)
+    );
     while checkpoint.last < checkpoint.upper {
         let mut attempt = 0;
         loop {
             let mut transaction = connection
-                .begin()
+                .begin_with(AssertSqlSafe(begin.clone()))
                 .await
                 .map_err(MigrateError::db("cannot begin a batch"))?;
             let batch = async {
-                transaction
-                    .execute(AssertSqlSafe(format!(
-                        "SET LOCAL lock_timeout = '{}'",
-                        millis_literal(lock_timeout)
-                    )))
-                    .await?;
                 let hi: Option<i64> = sqlx::query_scalar(AssertSqlSafe(next_key.clone()))
                     .bind(checkpoint.last)
                     .bind(checkpoint.upper)
