@@ -47,7 +47,7 @@ pub enum MigrateError {
     /// The database has applied a migration that no source has any more.
     #[error(
         "migration {version} ({name}) is applied in the database but missing from the migrations; \
-         an older binary or a deleted file? Restore it (its down SQL is kept in the ledger for `down`)"
+         an older binary or a deleted file? Restore it (its down SQL or commands are kept in the ledger for `down`)"
     )]
     Missing {
         /// Version.
@@ -105,7 +105,8 @@ pub enum MigrateError {
     },
     /// `down` would have to revert a migration without a down.
     #[error(
-        "migration {version} ({name}) is irreversible: it has no down migration. Write `{version:04}_{name}.down.sql`, or restore from a backup"
+        "migration {version} ({name}) is irreversible: it has no down migration. Write `{version:04}_{name}.down.sql` \
+         (`.down.json` for MongoDB), or restore from a backup"
     )]
     Irreversible {
         /// Version.
@@ -119,8 +120,70 @@ pub enum MigrateError {
     /// A backup or restore failed.
     #[error("backup: {0}")]
     Backup(String),
+    /// The server answered that it does not implement an operation a migration needs.
+    #[error(
+        "migration {version} ({name}) stopped at step {step} ({operation}): the server does not support it: {message}. \
+         Nothing after this step ran; the ledger records the failure. Run it against a server that supports it"
+    )]
+    Unsupported {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+        /// 1-based step.
+        step: usize,
+        /// What the step does.
+        operation: String,
+        /// The server's answer.
+        message: String,
+    },
+    /// A MongoDB migration step failed.
+    #[error("migration {version} ({name}) failed at step {step} ({operation}): {message}")]
+    Step {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+        /// 1-based step.
+        step: usize,
+        /// What the step does.
+        operation: String,
+        /// The server's error.
+        message: String,
+    },
+    /// The migration lease could not be refreshed: another runner may take over, so this one
+    /// stopped before doing more.
+    #[error(
+        "lost the migration lease ({0}); stopped so that two runners never work at once. \
+         Run again to resume where it stopped"
+    )]
+    LeaseLost(String),
+    /// An index exists under the same name with a different definition.
+    #[error(
+        "index `{name}` on `{collection}` already exists as {existing}, but the migration wants {wanted}; \
+         drop it or give the new one another name"
+    )]
+    IndexConflict {
+        /// The collection.
+        collection: String,
+        /// The index name.
+        name: String,
+        /// Its definition on the server.
+        existing: String,
+        /// The definition the migration asks for.
+        wanted: String,
+    },
+    /// A MongoDB error outside a migration's steps.
+    #[cfg(feature = "mongodb")]
+    #[error("{context}: {source}")]
+    Mongo {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: mongodb::error::Error,
+    },
     /// The database URL is not one this tool speaks.
-    #[error("`{0}` is not a database URL this tool supports; use postgres://... or sqlite://...")]
+    #[error("`{0}` is not a database URL this tool supports; use postgres://..., sqlite://... or mongodb://...")]
     UnsupportedUrl(String),
     /// A database error outside a migration's statements.
     #[error("{context}: {source}")]
@@ -133,6 +196,12 @@ pub enum MigrateError {
 }
 
 impl MigrateError {
+    #[cfg(feature = "mongodb")]
+    pub(crate) fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Mongo { context, source }
+    }
+
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let context = context.into();
         move |source| Self::Database { context, source }

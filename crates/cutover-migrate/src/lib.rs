@@ -1,4 +1,5 @@
-//! Database migrations that never take the site down, for PostgreSQL and SQLite.
+//! Database migrations that never take the site down, for PostgreSQL, SQLite and MongoDB
+//! (see [`mongo`] for the last).
 //!
 //! - **Many replicas may start at once.** One takes a PostgreSQL advisory lock on a connection of
 //!   its own, polling `pg_try_advisory_lock` without holding a transaction (a blocking waiter
@@ -40,8 +41,16 @@
 //! | --- | --- |
 //! | `postgres` (default) | the PostgreSQL backend |
 //! | `sqlite` (default) | the SQLite backend |
+//! | `mongodb` (default) | the MongoDB backend ([`mongo`]) |
 //! | `cli` (default) | the `cutover-migrate` binary |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The shared model (ledger, phases, checksums) still lives with the SQL runner.
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+compile_error!(
+    "cutover-migrate needs the `postgres` or `sqlite` feature (with `mongodb`, add `sqlite`: \
+     a MongoDB-only build is not supported yet)"
+);
 
 mod backend;
 #[cfg(feature = "postgres")]
@@ -52,6 +61,8 @@ mod error;
 pub mod ledger;
 pub mod lint;
 mod migrator;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod source;

@@ -82,7 +82,28 @@ pub enum Event {
     },
 }
 
-type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+pub(crate) type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Log `event` with `tracing` and hand it to the caller's sink, if any.
+pub(crate) fn emit(sink: Option<&EventSink>, event: &Event) {
+    match event {
+        Event::Warning { message } => tracing::warn!("{message}"),
+        Event::LockRetry { version, attempt } => {
+            tracing::info!(version, attempt, "lock_timeout reached; retrying with backoff");
+        }
+        Event::Applied { version, duration_ms } => tracing::info!(version, duration_ms, "migration applied"),
+        Event::Batch {
+            version,
+            last,
+            upper,
+            rows,
+        } => tracing::debug!(version, last, upper, rows, "batch committed"),
+        other => tracing::debug!(?other, "migration progress"),
+    }
+    if let Some(sink) = sink {
+        sink(event);
+    }
+}
 
 /// A SQL check that must return `true`: before migrating (integrity) or after (validation).
 #[derive(Debug, Clone)]
@@ -128,7 +149,7 @@ pub struct UpOptions {
 }
 
 impl UpOptions {
-    fn includes(&self, phase: Phase) -> bool {
+    pub(crate) fn includes(&self, phase: Phase) -> bool {
         match &self.phases {
             Some(phases) => phases.contains(&phase),
             None => phase != Phase::Contract,
@@ -299,30 +320,14 @@ impl Migrator {
 
     #[allow(clippy::needless_pass_by_value)] // events are built at the call site
     pub(crate) fn emit(&self, event: Event) {
-        match &event {
-            Event::Warning { message } => tracing::warn!("{message}"),
-            Event::LockRetry { version, attempt } => {
-                tracing::info!(version, attempt, "lock_timeout reached; retrying with backoff");
-            }
-            Event::Applied { version, duration_ms } => tracing::info!(version, duration_ms, "migration applied"),
-            Event::Batch {
-                version,
-                last,
-                upper,
-                rows,
-            } => tracing::debug!(version, last, upper, rows, "batch committed"),
-            other => tracing::debug!(?other, "migration progress"),
-        }
-        if let Some(sink) = &self.events {
-            sink(&event);
-        }
+        emit(self.events.as_ref(), &event);
     }
 
     /// Where every migration stands. Read-only.
     pub async fn status(&self, url: &str) -> Result<Vec<StatusEntry>, MigrateError> {
         let mut backend = crate::backend::Backend::connect(url, false).await?;
         let ledger = backend.ledger().await?;
-        Ok(status(&self.set, &ledger))
+        Ok(status(self.set.migrations(), &ledger))
     }
 
     /// What `up` would do, with the lint's findings. Read-only.
@@ -717,28 +722,75 @@ pub(crate) fn validate(set: &MigrationSet, ledger: &[LedgerEntry]) -> Result<(),
     Ok(())
 }
 
-fn status(set: &MigrationSet, ledger: &[LedgerEntry]) -> Vec<StatusEntry> {
-    let mut entries: Vec<StatusEntry> = set
-        .migrations()
+/// What the sets and `status` need to know of a migration, SQL or MongoDB.
+pub(crate) trait Identity {
+    fn version(&self) -> i64;
+    fn name(&self) -> &str;
+    fn phase(&self) -> Phase;
+    fn checksum(&self) -> String;
+    fn origin(&self) -> &str;
+}
+
+/// Add `migration` to `migrations`, kept in version order; a version already there is an error
+/// naming both origins.
+pub(crate) fn insert_unique<M: Identity>(migrations: &mut Vec<M>, migration: M) -> Result<(), MigrateError> {
+    if let Some(existing) = migrations.iter().find(|m| m.version() == migration.version()) {
+        return Err(MigrateError::DuplicateVersion {
+            version: migration.version(),
+            first: existing.origin().to_owned(),
+            second: migration.origin().to_owned(),
+        });
+    }
+    migrations.push(migration);
+    migrations.sort_by_key(Identity::version);
+    Ok(())
+}
+
+impl Identity for Migration {
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn phase(&self) -> Phase {
+        self.phase
+    }
+    fn checksum(&self) -> String {
+        self.checksum.clone()
+    }
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+/// Every migration's state: from the sources, joined with the ledger (rows without a source
+/// are `missing`).
+pub(crate) fn status<M: Identity>(migrations: &[M], ledger: &[LedgerEntry]) -> Vec<StatusEntry> {
+    let mut entries: Vec<StatusEntry> = migrations
         .iter()
         .map(|migration| {
-            let row = ledger.iter().find(|e| e.version == migration.version).cloned();
+            let checksum = migration.checksum();
+            let row = ledger.iter().find(|e| e.version == migration.version()).cloned();
             let state = match &row {
                 None => "pending",
-                Some(row) if row.checksum != migration.checksum => "changed",
+                Some(row) if row.checksum != checksum => "changed",
                 Some(row) => row.state.as_str(),
             };
             StatusEntry {
-                version: migration.version,
-                name: migration.name.clone(),
-                phase: migration.phase.to_string(),
+                version: migration.version(),
+                name: migration.name().to_owned(),
+                phase: migration.phase().to_string(),
                 state: state.to_owned(),
-                checksum: migration.checksum.clone(),
+                checksum,
                 ledger: row,
             }
         })
         .collect();
-    for row in ledger.iter().filter(|row| set.get(row.version).is_none()) {
+    for row in ledger
+        .iter()
+        .filter(|row| !migrations.iter().any(|m| m.version() == row.version))
+    {
         entries.push(StatusEntry {
             version: row.version,
             name: row.name.clone(),

@@ -322,15 +322,7 @@ impl MigrationSet {
 
     /// Add a migration written in Rust.
     pub fn with(mut self, migration: Migration) -> Result<Self, MigrateError> {
-        if let Some(existing) = self.migrations.iter().find(|m| m.version == migration.version) {
-            return Err(MigrateError::DuplicateVersion {
-                version: migration.version,
-                first: existing.origin.clone(),
-                second: migration.origin,
-            });
-        }
-        self.migrations.push(migration);
-        self.migrations.sort_by_key(|m| m.version);
+        crate::migrator::insert_unique(&mut self.migrations, migration)?;
         Ok(self)
     }
 

@@ -1,22 +1,33 @@
 //! `cutover-migrate`: plan, apply, revert and inspect migrations from a shell.
 //!
-//! Run with: `cargo run -p cutover-migrate -- --database-url postgres://... status`
+//! Run with: `cargo run -p cutover-migrate -- --database-url postgres://... status`, or
+//! `cargo run -p cutover-migrate -- --mongodb-url mongodb://... --database app --source mongo status`.
+//!
+//! The migration files pick the backend: `.up.sql` files run on `--database-url`, `.up.json`
+//! files on `--mongodb-url`.
 
 use std::{
     collections::HashMap,
     io::IsTerminal,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use clap::{Parser, Subcommand};
-use cutover_migrate::{BackupPolicy, Event, MigrateError, MigrationSet, Migrator, Phase, UpOptions, lint};
+use cutover_migrate::{
+    BackupPolicy, Event, MigrateError, MigrationSet, Migrator, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
+    lint,
+    mongo::{self, MongoMigrationSet, MongoMigrator},
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-/// Lock-safe, resumable migrations for PostgreSQL and SQLite.
+/// Lock-safe, resumable migrations for PostgreSQL, SQLite and MongoDB.
+///
+/// The files in --source pick the backend: `.up.sql` files run on --database-url,
+/// `.up.json` files (MongoDB commands) on --mongodb-url.
 #[derive(Debug, Parser)]
 #[command(name = "cutover-migrate", version, about)]
 struct Cli {
@@ -24,7 +35,15 @@ struct Cli {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     database_url: Option<String>,
 
-    /// Directory of `<version>_<name>.up.sql` files.
+    /// MongoDB URL, for `.up.json` migrations: mongodb://user:password@host/db.
+    #[arg(long, env = "MONGODB_URL", hide_env_values = true, global = true)]
+    mongodb_url: Option<String>,
+
+    /// MongoDB database (default: the one named in --mongodb-url).
+    #[arg(long, global = true)]
+    database: Option<String>,
+
+    /// Directory of `<version>_<name>.up.sql` (or `.up.json`) files.
     #[arg(long, default_value = "migrations", global = true)]
     source: PathBuf,
 
@@ -95,7 +114,7 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         pg_version: u32,
     },
-    /// Take a verified pg_dump backup.
+    /// Take a verified pg_dump backup (PostgreSQL only).
     Backup {
         /// Directory for dumps.
         #[arg(long)]
@@ -125,14 +144,14 @@ fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     }
 }
 
-/// Progress bars on a terminal; nothing extra otherwise (tracing logs the events).
-fn progress(migrator: Migrator) -> Migrator {
+/// Progress bars on a terminal; `None` otherwise (tracing logs the events).
+fn progress() -> Option<impl Fn(&Event) + Send + Sync + 'static> {
     if !std::io::stderr().is_terminal() {
-        return migrator;
+        return None;
     }
     let bars = MultiProgress::new();
     let active: Arc<Mutex<HashMap<i64, ProgressBar>>> = Arc::default();
-    migrator.on_event(move |event| {
+    Some(move |event: &Event| {
         let mut active = active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {
             Event::Started {
@@ -165,7 +184,7 @@ fn progress(migrator: Migrator) -> Migrator {
                 if let Some(bar) = active.get(version) {
                     bar.set_length(u64::try_from(*upper).unwrap_or(0));
                     bar.set_position(u64::try_from(*last).unwrap_or(0));
-                    bar.set_message(format!("{rows} rows"));
+                    bar.set_message(format!("{rows} rows or documents"));
                 }
             }
             Event::LockRetry { version, attempt } => {
@@ -189,23 +208,120 @@ fn progress(migrator: Migrator) -> Migrator {
     })
 }
 
+/// The migrations in `--source` and the database they run on.
+enum Backend {
+    Sql(Migrator, String),
+    Mongo(MongoMigrator, mongodb::Database),
+}
+
+/// What the files in `dir` are: `.up.sql` (or none yet) → SQL, only `.json` → MongoDB.
+fn is_mongo_source(dir: &Path) -> Result<bool, MigrateError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(false); // the SQL loader reports the unreadable directory
+    };
+    let (mut sql, mut json) = (0, 0);
+    for entry in entries.flatten() {
+        match entry.path().extension().and_then(|e| e.to_str()) {
+            Some("sql") => sql += 1,
+            Some("json") => json += 1,
+            _ => {}
+        }
+    }
+    if sql > 0 && json > 0 {
+        return Err(MigrateError::Source {
+            origin: dir.display().to_string(),
+            line: None,
+            message: format!(
+                "mixes {sql} .sql and {json} .json files; keep SQL and MongoDB migrations in separate directories"
+            ),
+        });
+    }
+    Ok(json > 0)
+}
+
+impl Backend {
+    async fn open(cli: &Cli) -> Result<Self, MigrateError> {
+        if is_mongo_source(&cli.source)? {
+            let url = cli.mongodb_url.as_deref().ok_or_else(|| {
+                MigrateError::UnsupportedUrl(format!(
+                    "(none): {} holds MongoDB migrations; pass --mongodb-url or set MONGODB_URL",
+                    cli.source.display()
+                ))
+            })?;
+            let set = MongoMigrationSet::from_dir(&cli.source)?;
+            let db = mongo::connect(url, cli.database.as_deref()).await?;
+            let mut migrator = MongoMigrator::new(set).lock_wait(cli.lock_wait);
+            if let Some(sink) = progress() {
+                migrator = migrator.on_event(sink);
+            }
+            return Ok(Self::Mongo(migrator, db));
+        }
+        let url = cli.database_url.clone().ok_or_else(|| {
+            MigrateError::UnsupportedUrl("(none): pass --database-url or set DATABASE_URL".to_owned())
+        })?;
+        let mut migrator = Migrator::new(MigrationSet::from_dir(&cli.source)?)
+            .lock_wait(cli.lock_wait)
+            .lock_timeout(cli.lock_timeout);
+        if let Some(sink) = progress() {
+            migrator = migrator.on_event(sink);
+        }
+        Ok(Self::Sql(migrator, url))
+    }
+
+    async fn status(&self) -> Result<Vec<StatusEntry>, MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => migrator.status(url).await,
+            Self::Mongo(migrator, db) => migrator.status(db).await,
+        }
+    }
+
+    async fn plan(&self, options: &UpOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => migrator.plan(url, options).await,
+            Self::Mongo(migrator, db) => migrator.plan(db, options).await,
+        }
+    }
+
+    async fn up(&self, options: &UpOptions) -> Result<Report, MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => migrator.up(url, options).await,
+            Self::Mongo(migrator, db) => migrator.up(db, options).await,
+        }
+    }
+
+    async fn down(&self, target: i64) -> Result<Report, MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => migrator.down(url, target).await,
+            Self::Mongo(migrator, db) => migrator.down(db, target).await,
+        }
+    }
+
+    async fn repair(&self, note: &str) -> Result<Vec<i64>, MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => migrator.repair(url, note).await,
+            Self::Mongo(migrator, db) => migrator.repair(db, note).await,
+        }
+    }
+
+    /// The PostgreSQL URL, for the commands only PostgreSQL has.
+    fn postgres_only(self, what: &str) -> Result<(Migrator, String), MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => Ok((migrator, url)),
+            Self::Mongo(..) => Err(MigrateError::Preflight(format!(
+                "{what} uses pg_dump and exists for PostgreSQL only; for MongoDB take a mongodump before migrating"
+            ))),
+        }
+    }
+}
+
+fn phases(phases: Vec<Phase>) -> Option<Vec<Phase>> {
+    (!phases.is_empty()).then_some(phases)
+}
+
 async fn run(cli: Cli) -> Result<(), MigrateError> {
-    let url = || {
-        cli.database_url
-            .clone()
-            .ok_or_else(|| MigrateError::UnsupportedUrl("(none): pass --database-url or set DATABASE_URL".to_owned()))
-    };
-    let load = || MigrationSet::from_dir(&cli.source);
-    let migrator = |set| {
-        progress(
-            Migrator::new(set)
-                .lock_wait(cli.lock_wait)
-                .lock_timeout(cli.lock_timeout),
-        )
-    };
     match cli.command {
         Command::Status => {
-            let status = migrator(load()?).status(&url()?).await?;
+            let status = Backend::open(&cli).await?.status().await?;
             print(cli.json, &status, || {
                 let mut out = format!("{:>8}  {:<40} {:<9} {}\n", "version", "name", "phase", "state");
                 for entry in &status {
@@ -223,44 +339,47 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                 out.trim_end().to_owned()
             });
         }
-        Command::Plan { phases } => {
+        Command::Plan { ref phases } => {
             let options = UpOptions {
-                phases: (!phases.is_empty()).then_some(phases),
+                phases: self::phases(phases.clone()),
                 ..UpOptions::default()
             };
-            let plan = migrator(load()?).plan(&url()?, &options).await?;
+            let plan = Backend::open(&cli).await?.plan(&options).await?;
             print(cli.json, &plan, || render_plan(&plan));
         }
         Command::Up {
-            phases,
+            ref phases,
             target,
             dry_run,
-            backup_dir,
+            ref backup_dir,
             keep,
             restore_on_failure,
         } => {
             let options = UpOptions {
-                phases: (!phases.is_empty()).then_some(phases),
+                phases: self::phases(phases.clone()),
                 target,
                 dry_run,
             };
-            let mut runner = migrator(load()?);
+            let mut backend = Backend::open(&cli).await?;
             if let Some(dir) = backup_dir {
-                runner = runner.backups(BackupPolicy {
-                    dir,
-                    keep,
-                    restore_on_failure,
-                });
+                let (migrator, url) = backend.postgres_only("--backup-dir")?;
+                backend = Backend::Sql(
+                    migrator.backups(BackupPolicy {
+                        dir: dir.clone(),
+                        keep,
+                        restore_on_failure,
+                    }),
+                    url,
+                );
             }
-            let url = url()?;
             if dry_run {
-                let plan = runner.plan(&url, &options).await?;
+                let plan = backend.plan(&options).await?;
                 print(cli.json, &plan, || {
                     format!("dry run: nothing was changed\n{}", render_plan(&plan))
                 });
                 return Ok(());
             }
-            let report = runner.up(&url, &options).await?;
+            let report = backend.up(&options).await?;
             print(cli.json, &report, || {
                 let mut out = match report.applied.as_slice() {
                     [] => "nothing to apply".to_owned(),
@@ -282,7 +401,7 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
             });
         }
         Command::Down { target } => {
-            let report = migrator(load()?).down(&url()?, target).await?;
+            let report = Backend::open(&cli).await?.down(target).await?;
             print(cli.json, &report, || match report.applied.as_slice() {
                 [] => "nothing to revert".to_owned(),
                 reverted => format!("reverted {}", join(reverted)),
@@ -294,7 +413,18 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                 print(cli.json, &names, || names.join("\n"));
                 return Ok(());
             }
-            let report = Migrator::new(load()?).lint_all(pg_version)?;
+            if is_mongo_source(&cli.source)? {
+                // Parsing is the check: every file is read, every command must be an object.
+                let set = MongoMigrationSet::from_dir(&cli.source)?;
+                let count = set.migrations().len();
+                print(
+                    cli.json,
+                    &serde_json::json!({ "migrations": count, "findings": [] }),
+                    || format!("{count} MongoDB migrations parsed; no findings"),
+                );
+                return Ok(());
+            }
+            let report = Migrator::new(MigrationSet::from_dir(&cli.source)?).lint_all(pg_version)?;
             let refused: Vec<_> = report
                 .iter()
                 .flat_map(|m| m.findings.iter().filter(|f| !f.allowed).cloned())
@@ -314,27 +444,25 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                 return Err(MigrateError::Lint(refused));
             }
         }
-        Command::Backup { dir, keep } => {
-            let file = cutover_migrate::backup::backup(
-                &url()?,
-                &BackupPolicy {
-                    dir,
-                    keep,
-                    restore_on_failure: false,
-                },
-                0,
-            )
-            .await?;
+        Command::Backup { ref dir, keep } => {
+            let (_, url) = Backend::open(&cli).await?.postgres_only("backup")?;
+            let policy = BackupPolicy {
+                dir: dir.clone(),
+                keep,
+                restore_on_failure: false,
+            };
+            let file = cutover_migrate::backup::backup(&url, &policy, 0).await?;
             print(cli.json, &file, || {
                 format!("backup written and verified: {}", file.display())
             });
         }
-        Command::Restore { file } => {
-            cutover_migrate::backup::restore(&url()?, &file).await?;
-            print(cli.json, &file, || format!("restored {}", file.display()));
+        Command::Restore { ref file } => {
+            let (_, url) = Backend::open(&cli).await?.postgres_only("restore")?;
+            cutover_migrate::backup::restore(&url, file).await?;
+            print(cli.json, file, || format!("restored {}", file.display()));
         }
-        Command::Repair { note } => {
-            let repaired = migrator(load()?).repair(&url()?, &note).await?;
+        Command::Repair { ref note } => {
+            let repaired = Backend::open(&cli).await?.repair(note).await?;
             print(cli.json, &repaired, || match repaired.as_slice() {
                 [] => "nothing to repair".to_owned(),
                 versions => format!("realigned the checksums of {} ({note})", join(versions)),
@@ -348,7 +476,7 @@ fn join(versions: &[i64]) -> String {
     versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn render_plan(plan: &[cutover_migrate::PlannedMigration]) -> String {
+fn render_plan(plan: &[PlannedMigration]) -> String {
     if plan.is_empty() {
         return "nothing to apply".to_owned();
     }
