@@ -7,9 +7,18 @@
 //! (`$$NOW` inside `$expr` would save a round-trip, but the MongoDB-compatible servers this is
 //! tested on do not implement it; `localTime` works everywhere.)
 //!
-//! A background task refreshes the lease every third of its duration. If a refresh fails, or
-//! the lease runs out without one, the lease is lost: the step in progress is abandoned and the
-//! run stops, rather than carry on while another runner may have taken over.
+//! A background task refreshes the lease every third of its duration; a failed refresh is
+//! retried while the lease still holds (a server busy with the migration's own writes can be
+//! slow). When another runner owns the document, or no refresh succeeds before the lease runs
+//! out, the lease is lost: the step in progress is abandoned and the run stops, rather than
+//! carry on while another runner may have taken over. Between batches the step also checks the
+//! local deadline, so it never starts a batch on a lease that may have expired.
+//!
+//! The compare-and-set is only as atomic as the server's single-document update. MongoDB's is.
+//! FerretDB 1.x applies an update by rewriting the document it read a moment before, so a late
+//! refresh from a holder whose lease expired can overwrite the lease a new runner just took;
+//! the new runner notices at its next refresh and stops, but both may run for up to a third of
+//! the lease duration. Keep the lease well above the longest pause a runner can suffer.
 
 use std::{
     future::Future,
@@ -207,8 +216,13 @@ async fn try_take(
 
 async fn refresh_until_lost(db: Database, owner: String, duration: Duration, shared: Arc<Shared>) {
     let collection = db.collection::<Document>(LOCK_COLLECTION);
-    loop {
-        tokio::time::sleep(duration / 3).await;
+    let mut wait = duration / 3;
+    let reason = loop {
+        tokio::time::sleep(wait).await;
+        // A refresh may take until the lease runs out (a server busy with the migration's own
+        // writes can be slow to answer); past that, the lease is gone.
+        let valid_until = *shared.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = valid_until.saturating_duration_since(Instant::now());
         let sent = Instant::now();
         let refreshed = async {
             let now = server_now(&db).await?;
@@ -220,20 +234,37 @@ async fn refresh_until_lost(db: Database, owner: String, duration: Duration, sha
                 .await
                 .map_err(MigrateError::mongo("cannot refresh the migration lease"))
         };
-        let reason = match tokio::time::timeout(duration / 3, refreshed).await {
+        // Failed attempts are retried quickly while the lease still holds.
+        wait = duration / 10;
+        match tokio::time::timeout(left, refreshed).await {
             Ok(Ok(result)) if result.matched_count == 1 => {
                 *shared.valid_until.lock().unwrap_or_else(PoisonError::into_inner) = sent + duration;
-                continue;
+                wait = duration / 3;
             }
-            Ok(Ok(_)) => "another runner took it over".to_owned(),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!(
-                "the refresh took longer than {}",
-                humantime::format_duration(duration / 3)
-            ),
-        };
-        tracing::error!(%reason, "migration lease lost; stopping");
-        shared.lost.send_replace(Some(reason));
-        return;
-    }
+            // Confirm before giving up: FerretDB 1.x can report no match under heavy
+            // concurrent writes while the document is unchanged.
+            Ok(Ok(_)) => match collection.find_one(doc! { "_id": LOCK_ID }).await {
+                Ok(Some(lease)) if lease.get_str("owner").ok() == Some(owner.as_str()) => {
+                    tracing::warn!("the lease refresh matched nothing, yet the lease is ours; retrying");
+                }
+                Ok(Some(lease)) => {
+                    break format!(
+                        "another runner took it over ({})",
+                        lease.get_str("owner").unwrap_or("unknown")
+                    );
+                }
+                Ok(None) => break "the lease document was deleted".to_owned(),
+                Err(error) => tracing::warn!(%error, "cannot read the lease; retrying"),
+            },
+            Ok(Err(error)) => tracing::warn!(%error, "lease refresh failed; retrying while it holds"),
+            Err(_) => {
+                break format!(
+                    "no refresh succeeded before it ran out ({} without one)",
+                    humantime::format_duration(duration)
+                );
+            }
+        }
+    };
+    tracing::error!(%reason, "migration lease lost; stopping");
+    shared.lost.send_replace(Some(reason));
 }

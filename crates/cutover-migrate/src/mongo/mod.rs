@@ -304,6 +304,12 @@ impl MongoMigrator {
         entries.retain(|e| e.version > target);
         entries.sort_by_key(|e| std::cmp::Reverse(e.version));
         for entry in entries {
+            if entry.state != State::Applied && entry.steps_done == 0 {
+                // Started but nothing done (for example refused by the server at step 1).
+                ledger::remove(db, entry.version).await?;
+                report.applied.push(entry.version);
+                continue;
+            }
             let commands = ledger::stored_down(db, entry.version)
                 .await?
                 .ok_or_else(|| MigrateError::Irreversible {
@@ -313,13 +319,19 @@ impl MongoMigrator {
             for (index, command) in commands.into_iter().enumerate() {
                 lease
                     .guard(async {
-                        db.run_command(command.clone()).await.map_err(|e| MigrateError::Step {
-                            version: entry.version,
-                            name: entry.name.clone(),
-                            step: index + 1,
-                            operation: format!("down: {}", describe(&command)),
-                            message: e.to_string(),
-                        })
+                        match db.run_command(command.clone()).await {
+                            Ok(_) => Ok(()),
+                            // Undone already: by an interrupted `down`, or never done by a
+                            // migration that failed part-way.
+                            Err(e) if run::is_already_gone(&e) => Ok(()),
+                            Err(e) => Err(MigrateError::Step {
+                                version: entry.version,
+                                name: entry.name.clone(),
+                                step: index + 1,
+                                operation: format!("down: {}", describe(&command)),
+                                message: e.to_string(),
+                            }),
+                        }
                     })
                     .await?;
             }

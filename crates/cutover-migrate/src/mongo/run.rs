@@ -23,6 +23,12 @@ const DUPLICATE_KEY: i32 = 11_000;
 /// `NotImplemented`, `CommandNotSupported`, `CommandNotFound`: the server lacks the feature.
 const UNSUPPORTED: [i32; 3] = [238, 115, 59];
 
+/// `NamespaceNotFound` or `IndexNotFound`: what a down finds when its work is already undone.
+pub(crate) fn is_already_gone(error: &mongodb::error::Error) -> bool {
+    const INDEX_NOT_FOUND: i32 = 27;
+    server_code(error).is_some_and(|code| code == NAMESPACE_NOT_FOUND || code == INDEX_NOT_FOUND)
+}
+
 fn server_code(error: &mongodb::error::Error) -> Option<i32> {
     match error.kind.as_ref() {
         ErrorKind::Command(command) => Some(command.code),
@@ -186,8 +192,18 @@ impl Step<'_> {
             if ids.is_empty() {
                 return Ok(());
             }
-            let mut changed = 0;
-            for (field, default) in &op.fields {
+            // The common case in one update: documents lacking every field.
+            let mut all_missing = doc! { "_id": { "$in": ids.clone() } };
+            for field in op.fields.keys() {
+                all_missing.insert(field, doc! { "$exists": false });
+            }
+            let mut changed = collection
+                .update_many(all_missing, doc! { "$set": op.fields.clone() })
+                .await
+                .map_err(|e| self.error(&e))?
+                .modified_count;
+            // Then the documents that already had some of them: each field where missing.
+            for (field, default) in op.fields.iter().filter(|_| op.fields.len() > 1) {
                 changed += collection
                     .update_many(
                         doc! { "_id": { "$in": ids.clone() }, field: { "$exists": false } },
