@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the backing services the tests need: PostgreSQL, Redis, RabbitMQ and a
-# MongoDB-compatible server (FerretDB 1.x on SQLite), and print their URLs.
+# MongoDB-compatible server (FerretDB 1.x on SQLite), and print their URLs. Also installs
+# nginx and HAProxy for the zero-downtime harness (which runs them itself).
 #
 #   scripts/services.sh up       install what is missing, start what is not answering, wait
 #                                until each one answers, write target/services.env
@@ -260,7 +261,17 @@ write_env() {
   } >"$ENV_FILE"
 }
 
+# The proxies the zero-downtime harness runs in front of the example API (it starts its own
+# instances on loopback ports; nothing is started here).
+ensure_proxies() {
+  if command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; then
+    if command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]]; then return; fi
+  fi
+  apt_install nginx-light haproxy
+}
+
 cmd_up() {
+  ensure_proxies
   ensure PostgreSQL DATABASE_URL "$DEFAULT_DATABASE_URL" postgres_answers start_postgres
   ensure Redis REDIS_URL "$DEFAULT_REDIS_URL" redis_answers start_redis
   ensure RabbitMQ AMQP_URL "$DEFAULT_AMQP_URL" amqp_answers start_rabbitmq

@@ -49,7 +49,7 @@ mod service;
 #[doc(inline)]
 pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "serve")]
-pub use service::{ServeError, Service, ServiceBuilder};
+pub use service::{SERVICE_VERSION_HEADER, ServeError, Service, ServiceBuilder};
 
 /// Health checks and probe routes: see [`cutover_health`].
 #[cfg(feature = "health")]

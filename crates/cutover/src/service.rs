@@ -38,7 +38,13 @@ pub enum ServeError {
         /// The shutdown that followed.
         report: Box<ShutdownReport>,
     },
+    /// The service version cannot be sent as a header value.
+    #[error("service version {0:?} cannot be sent in X-Service-Version: use visible ASCII")]
+    Version(String),
 }
+
+/// The header naming the version that answered, on every response.
+pub const SERVICE_VERSION_HEADER: &str = "x-service-version";
 
 enum Listen {
     Address(SocketAddr),
@@ -81,6 +87,7 @@ pub struct Service {
     shutdown: Shutdown,
     listen: Listen,
     startup: Vec<StartupWork>,
+    version: Option<http::HeaderValue>,
 }
 
 impl fmt::Debug for Service {
@@ -101,6 +108,7 @@ pub struct ServiceBuilder {
     config: ShutdownConfig,
     listen: Listen,
     startup: Vec<StartupWork>,
+    version: Option<String>,
 }
 
 impl fmt::Debug for ServiceBuilder {
@@ -122,6 +130,7 @@ impl Service {
             config: ShutdownConfig::default(),
             listen: Listen::Address(SocketAddr::from(([0, 0, 0, 0], 8000))),
             startup: Vec::new(),
+            version: None,
         }
     }
 
@@ -148,6 +157,7 @@ impl Service {
             shutdown,
             listen,
             startup,
+            version,
         } = self;
         let listener = match listen {
             Listen::Listener(listener) => listener,
@@ -162,9 +172,15 @@ impl Service {
             .drain_layer()
             .layer(router.merge(health.router()))
             .map_request(|request: axum::extract::Request| request)
-            .map_response(|response: http::Response<DrainBody<Body>>| {
+            .map_response(move |response: http::Response<DrainBody<Body>>| {
                 // Untracked bodies are axum's own: pass them through instead of boxing again.
-                response.map(|body| body.into_untracked().unwrap_or_else(Body::new))
+                let mut response = response.map(|body| body.into_untracked().unwrap_or_else(Body::new));
+                if let Some(version) = &version {
+                    response
+                        .headers_mut()
+                        .insert(http::HeaderName::from_static(SERVICE_VERSION_HEADER), version.clone());
+                }
+                response
             })
             .into_make_service();
         health.spawn();
@@ -258,6 +274,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// Send `X-Service-Version: <version>` on every response, probes included, so a deployment
+    /// (or a test) can see which version answered while traffic moves between two.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
     /// Listen on `address` (default `0.0.0.0:8000`).
     pub fn bind(mut self, address: SocketAddr) -> Self {
         self.listen = Listen::Address(address);
@@ -273,6 +296,10 @@ impl ServiceBuilder {
     /// Build the service. Must run inside a tokio runtime (signal handlers are installed here,
     /// so a SIGTERM that arrives during startup is already handled gracefully).
     pub fn build(self) -> Result<Service, ServeError> {
+        let version = match self.version {
+            Some(version) => Some(http::HeaderValue::from_str(&version).map_err(|_| ServeError::Version(version))?),
+            None => None,
+        };
         let health = match self.health {
             Some(health) => health,
             None => HealthRegistry::builder()
@@ -290,6 +317,7 @@ impl ServiceBuilder {
             shutdown,
             listen: self.listen,
             startup: self.startup,
+            version,
         })
     }
 

@@ -49,6 +49,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let sqlite = dependencies.sqlite.clone();
 
     let mut service = Service::builder(router)
+        .service_version(&config.service_version)
         .health(health)
         .shutdown(config.shutdown())
         .versioning(users::version_layer())
