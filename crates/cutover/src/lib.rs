@@ -44,6 +44,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "serve")]
+pub mod healthcheck;
+#[cfg(feature = "serve")]
 mod service;
 
 #[doc(inline)]

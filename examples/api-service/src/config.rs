@@ -2,7 +2,7 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use cutover::shutdown::{ShutdownConfig, parse_duration};
 
 /// api-service: an axum API with health probes on its own dependencies.
@@ -12,6 +12,14 @@ use cutover::shutdown::{ShutdownConfig, parse_duration};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "api-service", version, about)]
 pub struct Config {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Log format: JSON lines, or text for people (default: text on a terminal, else JSON).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
@@ -64,6 +72,25 @@ pub struct Config {
     /// Hard limit for the whole shutdown, normally the orchestrator's grace period [default: 30s].
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_parser = parse_duration)]
     pub shutdown_grace_period: Option<Duration>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Probe the local `/health/ready` (on --port) and exit 0 when ready, 1 otherwise: the
+    /// container health check, in images without curl.
+    Healthcheck,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
 }
 
 impl Config {

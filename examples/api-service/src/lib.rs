@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 
 use cutover::{Service, shutdown::ShutdownReport};
 
-pub use config::Config;
+pub use config::{Command, Config, LogFormat};
 pub use dependencies::Dependencies;
 
 /// Connect the dependencies, build the health registry and the router, and serve until

@@ -27,6 +27,30 @@ async fn starts_on_its_embedded_default_and_becomes_ready() {
     );
     assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(service.get("/health/startup").await.unwrap().0, 200);
+
+    let version = reqwest::get(format!("{}/health/live", service.base)).await.unwrap();
+    assert_eq!(
+        version.headers()["x-service-version"],
+        env!("CARGO_PKG_VERSION"),
+        "every response names the version, probes included"
+    );
+
+    // The container health check: 0 while ready, 1 with the reason once nothing answers.
+    let port = service.base.rsplit(':').next().unwrap().to_owned();
+    let healthcheck = || {
+        Command::new(env!("CARGO_BIN_EXE_api-service"))
+            .env_clear()
+            .args(["--port", &port, "healthcheck"])
+            .output()
+            .unwrap()
+    };
+    assert!(healthcheck().status.success());
+    let mut service = service;
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+    let down = healthcheck();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("not ready: cannot connect"));
 }
 
 #[tokio::test]
