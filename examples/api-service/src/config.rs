@@ -48,6 +48,10 @@ pub struct Config {
     #[arg(long, env = "AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
 
+    /// The topic exchange `user.created` events are published to (when AMQP_URL is set).
+    #[arg(long, env = "EVENTS_EXCHANGE", default_value = crate::events::EXCHANGE)]
+    pub events_exchange: String,
+
     /// MongoDB URL, e.g. mongodb://host:27017.
     #[arg(long, env = "MONGODB_URL", hide_env_values = true)]
     pub mongodb_url: Option<String>,

@@ -17,7 +17,7 @@ use sqlx::{
 };
 use tokio::sync::watch;
 
-use crate::{Config, amqp};
+use crate::Config;
 
 /// Clients for every configured dependency. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl Dependencies {
         let rabbitmq = match &config.amqp_url {
             Some(url) => {
                 lapin::uri::AMQPUri::from_str(url).map_err(|error| invalid_url("AMQP_URL", url, &error))?;
-                Some(amqp::connect_in_background(url.clone()))
+                Some(RabbitMqCheck::reconnecting(url, "api-service").1)
             }
             None => None,
         };

@@ -12,10 +12,10 @@
 //! connects lazily and registers the checks, [`app::router`] and [`users::router`] build the
 //! HTTP app, and [`serve`] runs it with probes, versioning and a draining shutdown.
 
-pub mod amqp;
 pub mod app;
 mod config;
 mod dependencies;
+pub mod events;
 pub mod migrations;
 pub mod users;
 
@@ -45,7 +45,9 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
             vec![cutover_migrate::Phase::Expand, cutover_migrate::Phase::Backfill],
         ),
     };
-    let router = app::router(&config.service_version).merge(users::router(store));
+    let events =
+        (dependencies.rabbitmq.clone()).map(|connection| events::Events::new(&config.events_exchange, connection));
+    let router = app::router(&config.service_version).merge(users::router(store, events));
     let sqlite = dependencies.sqlite.clone();
 
     let mut service = Service::builder(router)

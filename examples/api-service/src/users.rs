@@ -19,8 +19,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use axum::{
     Router,
-    extract::{Path, Query, State, rejection::PathRejection},
-    http::{StatusCode, header},
+    extract::{FromRef, Path, Query, State, rejection::PathRejection},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, SqlitePool};
 
 use self::queries::Queries;
+use crate::events::{Events, UserEvent};
 
 /// 1.0 has been deprecated since 2025-01-01.
 const V1_0_DEPRECATED: u64 = 1_735_689_600;
@@ -395,16 +396,38 @@ mod queries {
     }
 }
 
+/// What the handlers share.
+#[derive(Clone)]
+struct Shared {
+    store: UserStore,
+    events: Option<Events>,
+}
+
+impl FromRef<Shared> for UserStore {
+    fn from_ref(shared: &Shared) -> Self {
+        shared.store.clone()
+    }
+}
+
+impl FromRef<Shared> for Option<Events> {
+    fn from_ref(shared: &Shared) -> Self {
+        shared.events.clone()
+    }
+}
+
 /// The users routes (`/api/users`, `/api/users/{id}`), declared once for every version.
-pub fn router(store: UserStore) -> Router {
+/// With `events`, each user created is announced (`user.created`).
+pub fn router(store: UserStore, events: Option<Events>) -> Router {
     Router::new()
         .route("/api/users", get(list).post(create))
         .route("/api/users/{id}", get(get_one))
-        .with_state(store)
+        .with_state(Shared { store, events })
 }
 
 async fn create(
     State(store): State<UserStore>,
+    State(events): State<Option<Events>>,
+    headers: HeaderMap,
     VersionedJson(new): VersionedJson<NewUser>,
 ) -> Result<Response, ApiError> {
     if new.username.trim().is_empty() {
@@ -414,6 +437,12 @@ async fn create(
         return Err(ApiError::Invalid(format!("`{}` is not an email address", new.email)));
     }
     let user = store.insert(new).await?;
+    if let Some(events) = events {
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        if let Err(error) = events.publish(&UserEvent::created(&user, user_agent)).await {
+            tracing::warn!(user = user.id, %error, "user created, but its event was not published");
+        }
+    }
     let location = format!("/api/users/{}", user.id);
     Ok(([(header::LOCATION, location)], Versioned::created(user)).into_response())
 }

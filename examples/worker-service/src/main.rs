@@ -1,84 +1,59 @@
-//! Run with: `cargo run -p worker-service -- migrate up` (MongoDB at `MONGODB_URL`).
+//! Run with: `cargo run -p worker-service` (consume), or `cargo run -p worker-service -- migrate up`.
 
-use std::{io::IsTerminal, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use cutover_migrate::{
-    Event, Phase, UpOptions,
+    Event, UpOptions,
     mongo::{self, Batching, MongoMigrator},
 };
 use tracing_subscriber::EnvFilter;
-use worker_service::migrations;
+use worker_service::{Command, Config, LogFormat, Migrate, migrations};
 
-/// The analytics worker of the cutover example services.
-#[derive(Debug, Parser)]
-#[command(name = "worker-service", version, about)]
-struct Cli {
-    /// MongoDB URL.
-    #[arg(
-        long,
-        env = "MONGODB_URL",
-        hide_env_values = true,
-        default_value = "mongodb://127.0.0.1:27017"
-    )]
-    mongodb_url: String,
-
-    /// The analytics database (default: the one named in the URL, else `analytics`).
-    #[arg(long, env = "MONGODB_DATABASE")]
-    database: Option<String>,
-
-    #[command(subcommand)]
-    command: Command,
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    match config.command.clone() {
+        Some(Command::Healthcheck) => cutover::healthcheck::run(config.port).await,
+        Some(Command::Migrate { action }) => {
+            logs(LogFormat::Text, "warn");
+            match migrate(&config, action).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            logs(config.run.log_format, "info");
+            match worker_service::run::serve(config).await {
+                Ok(report) => report.exit(),
+                Err(error) => {
+                    tracing::error!("{error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// The analytics database's migrations.
-    Migrate {
-        #[command(subcommand)]
-        action: Migrate,
-    },
+fn logs(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Auto if !terminal => builder.json().init(),
+        LogFormat::Auto | LogFormat::Text => builder.with_ansi(terminal).init(),
+    }
 }
 
-#[derive(Debug, Subcommand)]
-enum Migrate {
-    /// Apply pending migrations (expand and backfill unless phases are named).
-    Up {
-        /// Only these phases (repeatable); `contract` runs only when named.
-        #[arg(long = "phase")]
-        phases: Vec<Phase>,
-        /// Documents per batch.
-        #[arg(long, default_value_t = 1_000)]
-        batch_size: u32,
-        /// Pause between batches (e.g. 100ms, 0s).
-        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
-        pause: Duration,
-        /// How long to wait for another runner's lease.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-        lock_wait: Duration,
-        /// How long the lease outlives a runner that dies (refreshed every third of it).
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        lease: Duration,
-    },
-    /// Show where each migration stands.
-    Status,
-    /// Revert applied migrations newer than a version.
-    Down {
-        /// Keep this version and older.
-        #[arg(long = "to")]
-        target: i64,
-    },
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Migrate { action } = cli.command;
-    let database = match cli.database {
-        Some(name) => Some(name),
-        None if url_names_database(&cli.mongodb_url) => None,
-        None => Some("analytics".to_owned()),
-    };
-    let db = mongo::connect(&cli.mongodb_url, database.as_deref()).await?;
+async fn migrate(config: &Config, action: Migrate) -> anyhow::Result<()> {
+    let db = mongo::connect(&config.mongodb_url, config.database_name().as_deref()).await?;
     let batching = match &action {
         Migrate::Up { batch_size, pause, .. } => Batching {
             size: (*batch_size).max(1),
@@ -128,14 +103,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `mongodb://host/<database>` names one.
-fn url_names_database(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.split_once('/')
-        .map(|(_, path)| path.split('?').next().unwrap_or_default())
-        .is_some_and(|name| !name.is_empty())
-}
-
 /// Progress on stderr, one line per batch and step.
 fn report(event: &Event) {
     match event {
@@ -154,21 +121,5 @@ fn report(event: &Event) {
             eprintln!("waiting for another runner's lease ({} s)", waited_ms / 1000);
         }
         _ => {}
-    }
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
     }
 }

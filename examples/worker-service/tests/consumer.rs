@@ -1,0 +1,294 @@
+//! The real `worker-service` binary against the real RabbitMQ and MongoDB of the services
+//! script: events stored once however often they are delivered, malformed ones rejected, a
+//! drain on SIGTERM, and the whole path from the API's `POST /api/users` to MongoDB.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use cutover_migrate::mongo;
+use cutover_tests::{service_url, unique};
+use lapin::{
+    BasicProperties, Connection, ConnectionProperties, ExchangeKind,
+    options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
+    types::FieldTable,
+};
+use mongodb::{
+    Database,
+    bson::{Document, doc},
+};
+
+struct Worker {
+    child: Child,
+    port: u16,
+    exchange: String,
+    db: Database,
+    log: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Worker {
+    async fn start() -> Self {
+        let name = unique("worker");
+        let db = mongo::connect(&service_url("MONGODB_URL"), Some(&name)).await.unwrap();
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_worker-service"))
+            .env_clear()
+            .env("MONGODB_URL", service_url("MONGODB_URL"))
+            .env("MONGODB_DATABASE", &name)
+            .env("AMQP_URL", service_url("AMQP_URL"))
+            .env("EVENTS_EXCHANGE", &name)
+            .env("EVENTS_QUEUE", &name)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("HEALTH_CHECK_INTERVAL", "500ms")
+            .env("SHUTDOWN_DRAIN_DELAY", "0s")
+            .env("SHUTDOWN_TIMEOUT", "5s")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+            .spawn()
+            .unwrap();
+        let worker = Self {
+            child,
+            port,
+            exchange: name,
+            db,
+            log,
+        };
+        worker.wait_ready().await;
+        worker
+    }
+
+    async fn wait_ready(&self) {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await;
+            if status == Ok(200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker never ready ({status:?}):\n{}",
+                std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn count(&self, collection: &str, filter: Document) -> u64 {
+        self.db
+            .collection::<Document>(collection)
+            .count_documents(filter)
+            .await
+            .unwrap()
+    }
+
+    /// Wait until `collection` holds `n` documents matching `filter`.
+    async fn wait_for(&self, collection: &str, filter: Document, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let count = self.count(collection, filter.clone()).await;
+            if count >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{collection}: {count} of {n} documents");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn publisher(exchange: &str) -> (Arc<Connection>, lapin::Channel) {
+    let connection = Arc::new(
+        Connection::connect(&service_url("AMQP_URL"), ConnectionProperties::default())
+            .await
+            .unwrap(),
+    );
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (connection, channel)
+}
+
+async fn publish(channel: &lapin::Channel, exchange: &str, body: &str) {
+    channel
+        .basic_publish(
+            exchange.into(),
+            "user.created".into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_stored_once_however_often_it_arrives_and_sigterm_drains() {
+    let mut worker = Worker::start().await;
+    let (_connection, channel) = publisher(&worker.exchange).await;
+    for round in 0..2 {
+        for n in 0..40 {
+            let event = format!(
+                r#"{{"id":"e-{n}","type":"user.created","user_id":{n},"timestamp":"2026-11-26T10:00:{:02}Z","data":{{"round":{round}}}}}"#,
+                n % 60
+            );
+            publish(&channel, &worker.exchange, &event).await;
+        }
+    }
+    publish(&channel, &worker.exchange, "not json").await;
+    publish(
+        &channel,
+        &worker.exchange,
+        r#"{"id":"bad-time","type":"user.created","user_id":1,"timestamp":"yesterday"}"#,
+    )
+    .await;
+    // A marker published last: once it is stored, everything before it was handled.
+    publish(
+        &channel,
+        &worker.exchange,
+        r#"{"id":"last","type":"user.created","user_id":1,"timestamp":"2026-11-26T11:00:00Z"}"#,
+    )
+    .await;
+    worker.wait_for("events", doc! { "_id": "last" }, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(
+        worker.count("events", doc! {}).await,
+        41,
+        "40 events once each, plus the marker"
+    );
+    assert_eq!(worker.count("user_behavior", doc! {}).await, 41);
+    assert_eq!(worker.count("events", doc! { "_id": "bad-time" }).await, 0, "rejected");
+    assert_eq!(
+        worker.count("events", doc! { "metadata.round": 0 }).await,
+        40,
+        "the first delivery is the one kept"
+    );
+    assert_eq!(
+        worker
+            .count("events", doc! { "processing_status": "pending", "version": "1.3.0" })
+            .await,
+        41
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &worker.child.id().to_string()])
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = worker.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "drained within its budget: {status}");
+    worker.db.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_created_through_the_api_is_stored_by_the_worker() {
+    let worker = Worker::start().await;
+    let api_port = free_port();
+    let sqlite = std::env::temp_dir().join(format!("{}.db", unique("api_for_worker")));
+    let config = <api_service::Config as clap::Parser>::try_parse_from([
+        "api-service",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &api_port.to_string(),
+        "--sqlite-path",
+        sqlite.to_str().unwrap(),
+        "--amqp-url",
+        &service_url("AMQP_URL"),
+        "--events-exchange",
+        &worker.exchange,
+        "--health-check-interval",
+        "500ms",
+    ])
+    .unwrap();
+    let api = tokio::spawn(api_service::serve(config));
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await != Ok(200) {
+        assert!(Instant::now() < deadline, "the API never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The API takes its database from the environment (PostgreSQL when DATABASE_URL is set):
+    // a name no other run used.
+    let username = unique("grace");
+    let created = reqwest::Client::new()
+        .post(format!("http://{address}/api/users"))
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        )
+        .body(format!(
+            r#"{{"username":"{username}","email":"{username}@example.com","preferences":{{}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let user: serde_json::Value = created.json().await.unwrap();
+    let id = format!("user.created:{}", user["id"]);
+
+    worker.wait_for("user_behavior", doc! { "_id": &id }, 1).await;
+    let event = worker
+        .db
+        .collection::<Document>("events")
+        .find_one(doc! { "_id": &id })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        event.get_document("metadata").unwrap().get_str("username").unwrap(),
+        username
+    );
+    let behavior = worker
+        .db
+        .collection::<Document>("user_behavior")
+        .find_one(doc! { "_id": &id })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        behavior
+            .get_document("device_info")
+            .unwrap()
+            .get_str("platform")
+            .unwrap(),
+        "iPhone"
+    );
+    api.abort();
+    worker.db.drop().await.unwrap();
+}
