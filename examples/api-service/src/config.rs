@@ -84,6 +84,13 @@ pub enum Command {
     /// Probe the local `/health/ready` (on --port) and exit 0 when ready, 1 otherwise: the
     /// container health check, in images without curl.
     Healthcheck,
+    /// Apply the embedded migrations to DATABASE_URL (or the SQLite file) and exit: the
+    /// deployment's migration job.
+    Migrate {
+        /// Phases to apply (repeatable) [default: expand].
+        #[arg(long = "phase")]
+        phases: Vec<cutover_migrate::Phase>,
+    },
 }
 
 /// How logs are written.

@@ -26,6 +26,28 @@ use cutover::{Service, shutdown::ShutdownReport};
 pub use config::{Command, Config, LogFormat};
 pub use dependencies::Dependencies;
 
+/// Apply the embedded migrations for `config`'s database (`phases`, default expand) once, and
+/// report what was applied: the deployment's migration job.
+pub async fn migrate(config: &Config, phases: Vec<cutover_migrate::Phase>) -> anyhow::Result<cutover_migrate::Report> {
+    let phases = if phases.is_empty() {
+        vec![cutover_migrate::Phase::Expand]
+    } else {
+        phases
+    };
+    let (url, set) = match &config.database_url {
+        Some(url) => (url.clone(), migrations::postgres()?),
+        None => (
+            format!("sqlite://{}", config.sqlite_path.display()),
+            migrations::sqlite()?,
+        ),
+    };
+    let options = cutover_migrate::UpOptions {
+        phases: Some(phases),
+        ..cutover_migrate::UpOptions::default()
+    };
+    Ok(cutover_migrate::Migrator::new(set).up(&url, &options).await?)
+}
+
 /// Connect the dependencies, build the health registry and the router, and serve until
 /// SIGTERM or Ctrl-C, draining traffic on the way out. Returns the shutdown report.
 pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {

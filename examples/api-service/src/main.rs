@@ -9,8 +9,24 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    if let Some(Command::Healthcheck) = config.command {
-        return cutover::healthcheck::run(config.port).await;
+    match config.command.clone() {
+        Some(Command::Healthcheck) => return cutover::healthcheck::run(config.port).await,
+        Some(Command::Migrate { phases }) => {
+            return match api_service::migrate(&config, phases).await {
+                Ok(report) => {
+                    println!(
+                        "applied {:?}; already applied by others {:?}",
+                        report.applied, report.applied_by_others
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let terminal = std::io::stdout().is_terminal();

@@ -171,3 +171,27 @@ fn malformed_configuration_is_refused_without_leaking_secrets() {
         "{text}"
     );
 }
+
+#[test]
+fn the_migrate_subcommand_applies_the_expand_phase_once_and_exits() {
+    let sqlite = std::env::temp_dir().join(format!("{}.db", unique("migrate_job")));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_api-service"))
+            .env_clear()
+            .arg("--sqlite-path")
+            .arg(&sqlite)
+            .arg("migrate")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let text = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(text.starts_with("applied [1, 2, 3, 4]"), "{text}");
+    let again = run(&[]);
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("applied []"));
+    let wrong = run(&["--phase", "sideways"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("sideways"));
+}
