@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: start (or find) the backing services, then
-# check formatting, lints and docs, and run every test against the real services.
+# check formatting, lints, deployment files and docs, and run every test (the zero-downtime
+# harness included) against the real services.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -p cutover-health    extra arguments go to `cargo test`
@@ -19,6 +20,8 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "deployment files (hadolint, kubernetes-validate, docker-compose, nginx, haproxy, actionlint)"
+scripts/validate-deploy.sh
 step "cargo test (all features, real services)"
 cargo test --workspace --all-features --locked "$@"
 step "cargo doc (warnings are errors)"
