@@ -40,11 +40,14 @@
 //! | `rabbitmq` | the RabbitMQ check and the consumer drain |
 //! | `system` | memory (cgroup aware) and disk checks |
 //! | `metrics` | check metrics through the `metrics` facade |
+//! | `prometheus` | `/metrics` in the Prometheus format: requests, latencies, in-flight, phase, checks ([`prometheus`]) |
 //! | `testing` | scripted checks and in-process probe helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "serve")]
 pub mod healthcheck;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 #[cfg(feature = "serve")]
 mod service;
 

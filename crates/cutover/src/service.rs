@@ -38,6 +38,9 @@ pub enum ServeError {
         /// The shutdown that followed.
         report: Box<ShutdownReport>,
     },
+    /// The Prometheus recorder could not be installed.
+    #[error("{0}")]
+    Metrics(String),
     /// The service version cannot be sent as a header value.
     #[error("service version {0:?} cannot be sent in X-Service-Version: use visible ASCII")]
     Version(String),
@@ -88,6 +91,7 @@ pub struct Service {
     listen: Listen,
     startup: Vec<StartupWork>,
     version: Option<http::HeaderValue>,
+    prometheus: bool,
 }
 
 impl fmt::Debug for Service {
@@ -109,6 +113,7 @@ pub struct ServiceBuilder {
     listen: Listen,
     startup: Vec<StartupWork>,
     version: Option<String>,
+    prometheus: bool,
 }
 
 impl fmt::Debug for ServiceBuilder {
@@ -131,6 +136,7 @@ impl Service {
             listen: Listen::Address(SocketAddr::from(([0, 0, 0, 0], 8000))),
             startup: Vec::new(),
             version: None,
+            prometheus: false,
         }
     }
 
@@ -158,6 +164,7 @@ impl Service {
             listen,
             startup,
             version,
+            prometheus,
         } = self;
         let listener = match listen {
             Listen::Listener(listener) => listener,
@@ -168,9 +175,11 @@ impl Service {
         let address = listener.local_addr().ok();
         // The drain layer wraps the whole router (not `Router::layer`, which wraps every route
         // separately and costs an extra boxed clone per request).
+        let app = router.merge(health.router());
+        let app = if prometheus { with_metrics(app, &health) } else { app };
         let app = shutdown
             .drain_layer()
-            .layer(router.merge(health.router()))
+            .layer(app)
             .map_request(|request: axum::extract::Request| request)
             .map_response(move |response: http::Response<DrainBody<Body>>| {
                 // Untracked bodies are axum's own: pass them through instead of boxing again.
@@ -214,6 +223,24 @@ impl Service {
             _ => Ok(report),
         }
     }
+}
+
+#[cfg(feature = "prometheus")]
+fn with_metrics(app: Router, health: &HealthRegistry) -> Router {
+    let Ok(handle) = crate::prometheus::handle() else {
+        return app; // refused at build time
+    };
+    crate::prometheus::follow_phase(health.lifecycle().watch());
+    app.route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    )
+    .layer(axum::middleware::from_fn(crate::prometheus::track))
+}
+
+#[cfg(not(feature = "prometheus"))]
+fn with_metrics(app: Router, _health: &HealthRegistry) -> Router {
+    app
 }
 
 impl ServiceBuilder {
@@ -281,6 +308,15 @@ impl ServiceBuilder {
         self
     }
 
+    /// Serve `/metrics` in the Prometheus text format and record requests, latencies, requests
+    /// in flight, the lifecycle phase and every health check (see [`crate::prometheus`]).
+    /// Installs a process-wide recorder on first use.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus(mut self) -> Self {
+        self.prometheus = true;
+        self
+    }
+
     /// Listen on `address` (default `0.0.0.0:8000`).
     pub fn bind(mut self, address: SocketAddr) -> Self {
         self.listen = Listen::Address(address);
@@ -311,6 +347,10 @@ impl ServiceBuilder {
             .config(self.config)
             .lifecycle(health.lifecycle().clone())
             .build()?;
+        #[cfg(feature = "prometheus")]
+        if self.prometheus {
+            crate::prometheus::handle().map_err(ServeError::Metrics)?;
+        }
         Ok(Service {
             router: self.router,
             health,
@@ -318,6 +358,7 @@ impl ServiceBuilder {
             listen: self.listen,
             startup: self.startup,
             version,
+            prometheus: self.prometheus,
         })
     }
 

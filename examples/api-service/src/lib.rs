@@ -74,6 +74,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
 
     let mut service = Service::builder(router)
         .service_version(&config.service_version)
+        .prometheus()
         .health(health)
         .shutdown(config.shutdown())
         .versioning(users::version_layer())

@@ -35,6 +35,20 @@ async fn starts_on_its_embedded_default_and_becomes_ready() {
         "every response names the version, probes included"
     );
 
+    let metrics = reqwest::get(format!("{}/metrics", service.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "http_requests_total{",
+        "cutover_lifecycle_phase{phase=\"ready\"} 1",
+        "cutover_health_check_status{check=\"sqlite\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+
     // The container health check: 0 while ready, 1 with the reason once nothing answers.
     let port = service.base.rsplit(':').next().unwrap().to_owned();
     let healthcheck = || {

@@ -62,6 +62,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let (migrated, ready_to_consume) = watch::channel(false);
     let service = Service::builder(router(&run.service_version))
         .service_version(&run.service_version)
+        .prometheus()
         .health(health)
         .shutdown(run.shutdown())
         .bind(SocketAddr::new(run.host, config.port))
