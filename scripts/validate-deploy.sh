@@ -76,7 +76,7 @@ done
 for file in "$DEPLOY"/kubernetes/argo/*.yaml; do
   check "kubernetes-validate ${file#$ROOT/} (core kinds)" kubernetes-validate --strict --quiet --no-warn -k "$K8S_VERSION" "$file"
 done
-compose_env=(env DATABASE_URL=postgres://u:p@db/app MONGODB_URL=mongodb://mongo/analytics AMQP_URL=amqp://mq)
+compose_env=(env DATABASE_URL=postgres://u:p@db/app MONGODB_URL=mongodb://mongo/analytics AMQP_URL=amqp://mq BOT_TOKEN=token)
 for file in "$DEPLOY"/compose.dev.yml "$DEPLOY"/blue-green/compose.yml "$DEPLOY"/canary/compose.yml "$DEPLOY"/swarm/stack.yml; do
   check "docker-compose config ${file#$ROOT/}" "${compose_env[@]}" docker-compose -f "$file" config -q
 done

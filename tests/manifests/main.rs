@@ -88,6 +88,7 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
     let files = [
         "kubernetes/api-service.yaml",
         "kubernetes/worker-service.yaml",
+        "kubernetes/bot-service.yaml",
         "kubernetes/migrate-job.yaml",
         "kubernetes/argo/api-service-rollout.yaml",
     ];
@@ -152,7 +153,7 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
             }
         }
     }
-    assert_eq!(checked, 3, "api Deployment, worker Deployment, api Rollout");
+    assert_eq!(checked, 4, "api, worker and bot Deployments, api Rollout");
 }
 
 /// `stop_grace_period` against the drain delay and timeout of each service in a compose file.
@@ -190,7 +191,7 @@ fn compose_services_fit(file: &str) -> usize {
 fn compose_and_swarm_files_stop_no_sooner_than_the_drain_allows() {
     assert_eq!(compose_services_fit("blue-green/compose.yml"), 2);
     assert_eq!(compose_services_fit("canary/compose.yml"), 2);
-    assert_eq!(compose_services_fit("swarm/stack.yml"), 2);
+    assert_eq!(compose_services_fit("swarm/stack.yml"), 3);
 
     let stack = &documents("swarm/stack.yml")[0];
     for (name, service) in stack["services"].as_mapping().unwrap() {
@@ -237,7 +238,7 @@ fn compose_and_swarm_files_stop_no_sooner_than_the_drain_allows() {
 
 #[test]
 fn dockerfiles_run_unprivileged_check_themselves_and_stop_on_sigterm() {
-    for service in ["api-service", "worker-service"] {
+    for service in ["api-service", "worker-service", "bot-service"] {
         let file = read(&format!("docker/{service}.Dockerfile"));
         let has = |line: &str| file.lines().any(|l| l.trim() == line);
         assert!(has("STOPSIGNAL SIGTERM"), "{service}");

@@ -1,0 +1,206 @@
+//! The bot: probes on HTTP, a RabbitMQ consumer for commands that answers through the API and
+//! publishes replies, drained on SIGTERM.
+
+use std::{net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{Json, Router, routing::get};
+use cutover::{
+    Service,
+    health::{
+        HealthRegistry, Registration,
+        checks::{HttpCheck, RabbitMqCheck},
+        redact::redact,
+    },
+    shutdown::{
+        ShutdownReport, ShutdownToken,
+        rabbitmq::{ConsumerDrain, Disposition},
+    },
+};
+use lapin::{
+    BasicProperties, Channel, Connection,
+    message::Delivery,
+    options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{
+    Config,
+    commands::{self, Command, Incoming, Reply},
+};
+
+/// Check the configuration, register the checks, consume until SIGTERM; returns the report.
+pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
+    let (_token, api) = config.required()?;
+    lapin::uri::AMQPUri::from_str(&config.amqp_url)
+        .map_err(|error| anyhow::anyhow!("AMQP_URL is not usable ({}): {error}", redact(&config.amqp_url)))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .user_agent(concat!("bot-service/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let (rabbitmq, connection) = RabbitMqCheck::reconnecting(&config.amqp_url, "bot-service");
+    let upstream = HttpCheck::new(client.clone(), api.join("health/ready")?.as_str())?;
+    let health = HealthRegistry::builder()
+        .version(config.service_version.clone())
+        .background(config.health_check_interval)
+        .register(Registration::new("rabbitmq", rabbitmq).timeout(Duration::from_secs(2)))
+        // The bot still answers (with "try again") while the API is down: not critical.
+        .register(
+            Registration::new("api", upstream)
+                .non_critical()
+                .timeout(Duration::from_secs(2)),
+        )
+        .build()?;
+    let version = config.service_version.clone();
+    let router = Router::new().route(
+        "/",
+        get(move || async move { Json(json!({ "service": "bot-service", "version": version })) }),
+    );
+    let service = Service::builder(router)
+        .service_version(&config.service_version)
+        .prometheus()
+        .health(health)
+        .shutdown(config.shutdown())
+        .bind(SocketAddr::new(config.host, config.port))
+        .build()?;
+    let bot = Bot {
+        connection,
+        client,
+        api,
+        commands: config.commands_queue.clone(),
+        replies: config.replies_queue.clone(),
+    };
+    service.workers().spawn("commands consumer", move |stop| bot.run(stop));
+    Ok(service.serve().await?)
+}
+
+struct Bot {
+    connection: watch::Receiver<Option<Arc<Connection>>>,
+    client: reqwest::Client,
+    api: url::Url,
+    commands: String,
+    replies: String,
+}
+
+impl Bot {
+    /// Consume until the shutdown, reconnecting when the broker goes away.
+    async fn run(mut self, stop: ShutdownToken) {
+        loop {
+            let connection = tokio::select! {
+                current = self.connection.wait_for(Option::is_some) => match current {
+                    Ok(current) => current.clone(),
+                    Err(_) => return,
+                },
+                () = stop.cancelled() => return,
+            };
+            let Some(connection) = connection else { continue };
+            match self.subscribe(&connection).await {
+                Ok((channel, consumer, publisher)) => {
+                    tracing::info!(queue = %self.commands, "answering commands");
+                    let (client, api, replies) = (self.client.clone(), self.api.clone(), self.replies.clone());
+                    let report = ConsumerDrain::new(channel)
+                        .concurrency(4)
+                        .run(consumer, stop.clone(), move |delivery| {
+                            handle(
+                                client.clone(),
+                                api.clone(),
+                                publisher.clone(),
+                                replies.clone(),
+                                delivery,
+                            )
+                        })
+                        .await;
+                    tracing::info!(?report, "consumer stopped");
+                    if report.error.is_none() {
+                        return;
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot consume yet; retrying"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    async fn subscribe(&self, connection: &Connection) -> Result<(Channel, lapin::Consumer, Channel), lapin::Error> {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let channel = connection.create_channel().await?;
+        channel
+            .queue_declare(self.commands.as_str().into(), durable, FieldTable::default())
+            .await?;
+        channel.basic_qos(4, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                self.commands.as_str().into(),
+                "bot-service".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        publisher
+            .queue_declare(self.replies.as_str().into(), durable, FieldTable::default())
+            .await?;
+        Ok((channel, consumer, publisher))
+    }
+}
+
+async fn handle(
+    client: reqwest::Client,
+    api: url::Url,
+    publisher: Channel,
+    replies: String,
+    delivery: Arc<Delivery>,
+) -> Disposition {
+    let incoming: Incoming = match serde_json::from_slice(&delivery.data) {
+        Ok(incoming) => incoming,
+        Err(error) => {
+            tracing::warn!(%error, "not a chat command; rejected");
+            return Disposition::Reject;
+        }
+    };
+    let text = commands::answer(&client, &api, &Command::parse(&incoming.text)).await;
+    let reply = Reply {
+        chat_id: incoming.chat_id,
+        text,
+    };
+    let body = match serde_json::to_vec(&reply) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a reply");
+            return Disposition::Reject;
+        }
+    };
+    let confirmed = async {
+        publisher
+            .basic_publish(
+                "".into(),
+                replies.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into()),
+            )
+            .await?
+            .await
+    }
+    .await;
+    match confirmed {
+        Ok(confirmation) if confirmation.is_ack() => Disposition::Ack,
+        Ok(_) | Err(_) => {
+            // Not delivered: the command goes back and is answered again.
+            tracing::warn!(chat = reply.chat_id, "reply not confirmed; command requeued");
+            Disposition::Requeue
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The real `bot-service` binary against the real RabbitMQ and the API (served in-process on
+//! its embedded SQLite): a command in, the reply out, in API version 1.2; a refusal to start
+//! without its token; the token never in logs or health output.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use cutover_tests::{service_url, unique};
+use futures_util::StreamExt;
+use lapin::{
+    BasicProperties, Connection, ConnectionProperties,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+
+const TOKEN: &str = "s3cr3t-bot-token-value";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(port: u16, what: &str) {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await != Ok(200) {
+        assert!(Instant::now() < deadline, "{what} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The API on its embedded SQLite, with one user; returns its base URL and the user's id.
+async fn api_with_a_user() -> (String, i64) {
+    let port = free_port();
+    let sqlite = std::env::temp_dir().join(format!("{}.db", unique("api_for_bot")));
+    let config = <api_service::Config as clap::Parser>::try_parse_from([
+        "api-service",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--sqlite-path",
+        sqlite.to_str().unwrap(),
+    ])
+    .unwrap();
+    // The API reads DATABASE_URL from the environment too: the SQLite file is what it uses
+    // only when the variable is absent, so the user name is unique either way.
+    tokio::spawn(api_service::serve(config));
+    wait_ready(port, "the API").await;
+    let username = unique("ada");
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/users"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"username":"{username}","email":"{username}@example.com","preferences":{{"theme":"dark"}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (format!("http://127.0.0.1:{port}"), created["id"].as_i64().unwrap())
+}
+
+struct Bot {
+    child: Child,
+    port: u16,
+    commands: String,
+    replies: String,
+    log: std::path::PathBuf,
+}
+
+fn start_bot(api: &str) -> Bot {
+    let name = unique("bot");
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_bot-service"))
+        .env_clear()
+        .env("BOT_TOKEN", TOKEN)
+        .env("API_URL", api)
+        .env("AMQP_URL", service_url("AMQP_URL"))
+        .env("BOT_COMMANDS_QUEUE", format!("{name}.commands"))
+        .env("BOT_REPLIES_QUEUE", format!("{name}.replies"))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("HEALTH_CHECK_INTERVAL", "500ms")
+        .env("SHUTDOWN_DRAIN_DELAY", "0s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
+        .spawn()
+        .unwrap();
+    Bot {
+        child,
+        port,
+        commands: format!("{name}.commands"),
+        replies: format!("{name}.replies"),
+        log,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
+    let (api, user) = api_with_a_user().await;
+    let mut bot = start_bot(&api);
+    wait_ready(bot.port, "the bot").await;
+
+    let connection = Connection::connect(&service_url("AMQP_URL"), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for queue in [&bot.commands, &bot.replies] {
+        channel
+            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .await
+            .unwrap();
+    }
+    let mut replies = channel
+        .basic_consume(
+            bot.replies.as_str().into(),
+            "test".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for (chat, text) in [
+        (1, format!("/user {user}")),
+        (2, "/user 999999999".to_owned()),
+        (3, "/dance".to_owned()),
+    ] {
+        let body = format!(r#"{{"chat_id":{chat},"text":"{text}"}}"#);
+        channel
+            .basic_publish(
+                "".into(),
+                bot.commands.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    while answers.len() < 3 {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), replies.next())
+            .await
+            .expect("a reply within 20 s")
+            .unwrap()
+            .unwrap();
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        let reply: bot_service::commands::Reply = serde_json::from_slice(&delivery.data).unwrap();
+        answers.insert(reply.chat_id, reply.text);
+    }
+    assert!(answers[&1].starts_with(&format!("#{user} ada_")), "{answers:?}");
+    assert!(answers[&1].ends_with("active"), "{answers:?}");
+    assert_eq!(answers[&2], "no user #999999999");
+    assert!(answers[&3].contains("unknown command"), "{answers:?}");
+
+    // The token appears nowhere: not in the health report, not in the logs.
+    let health = reqwest::get(format!("http://127.0.0.1:{}/health", bot.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(health.contains("\"api\""), "the API is a check: {health}");
+    Command::new("kill")
+        .args(["-TERM", &bot.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = bot.child.wait().unwrap();
+    assert!(status.success(), "drained and exited 0: {status}");
+    let logs =
+        std::fs::read_to_string(&bot.log).unwrap() + &std::fs::read_to_string(bot.log.with_extension("err")).unwrap();
+    assert!(logs.contains("starting"), "{logs}");
+    assert!(!logs.contains(TOKEN) && !health.contains(TOKEN), "the token leaked");
+}
+
+#[test]
+fn it_refuses_to_start_without_its_token_or_the_api() {
+    let run = |envs: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bot-service"));
+        command.env_clear();
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    };
+    let no_token = run(&[("API_URL", "http://127.0.0.1:1")]);
+    assert_eq!(no_token.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("BOT_TOKEN is not set"));
+    let no_api = run(&[("BOT_TOKEN", TOKEN)]);
+    assert!(String::from_utf8_lossy(&no_api.stderr).contains("API_URL is not set"));
+    let bad_api = run(&[("BOT_TOKEN", TOKEN), ("API_URL", "ftp://x")]);
+    let message = String::from_utf8_lossy(&bad_api.stderr).into_owned();
+    assert!(message.contains("must be http"), "{message}");
+    assert!(!message.contains(TOKEN));
+}

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# bot-service: build from the repository root with
+#   docker build -f examples/deploy/docker/bot-service.Dockerfile -t bot-service:1.3.0 .
+
+FROM rust:1.94-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p bot-service \
+    && cp target/release/bot-service /bot-service
+
+# Small runtime: glibc and CA certificates, no shell, no package manager; runs as uid 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /bot-service /usr/local/bin/bot-service
+WORKDIR /home/nonroot
+USER 65532:65532
+ENV HOST=0.0.0.0 PORT=8001 LOG_FORMAT=json
+EXPOSE 8001
+# No curl in the image: the binary probes its own /health/ready and exits 0 or 1.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/bot-service", "healthcheck"]
+# The drain starts on SIGTERM; give the container drain + shutdown timeout before SIGKILL
+# (docker stop -t / stop_grace_period / terminationGracePeriodSeconds).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/bot-service"]
