@@ -187,3 +187,132 @@ async fn a_consumer_stopped_mid_stream_loses_and_duplicates_nothing() {
         .await
         .unwrap();
 }
+
+/// A consumer whose connection dies subscribes again on the next one, loses nothing, and
+/// still drains on shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_consumer_resubscribes_after_its_connection_dies() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
+    use cutover_shutdown::{
+        Shutdown, ShutdownConfig,
+        rabbitmq::{Disposition, Reconnecting},
+    };
+    use lapin::options::BasicConsumeOptions;
+
+    let connect = || async {
+        Arc::new(
+            Connection::connect(&service_url("AMQP_URL"), ConnectionProperties::default())
+                .await
+                .unwrap(),
+        )
+    };
+    let queue = unique("cutover_reconnect");
+    let publisher = connect().await;
+    let channel = publisher.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let publish = |n: u64| {
+        let channel = channel.clone();
+        let queue = queue.clone();
+        async move {
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    n.to_string().as_bytes(),
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+
+    let first = connect().await;
+    let (current, watched) = tokio::sync::watch::channel(Some(Arc::clone(&first)));
+    let handled = Arc::new(AtomicU64::new(0));
+    let subscriptions = Arc::new(AtomicU64::new(0));
+    let shutdown = Shutdown::builder()
+        .config(ShutdownConfig::default().drain_delay(Duration::ZERO))
+        .build()
+        .unwrap();
+    let (counted, subscribed, consumed) = (Arc::clone(&handled), Arc::clone(&subscriptions), queue.clone());
+    let worker = shutdown.workers().spawn("reconnecting consumer", move |stop| {
+        Reconnecting::new(watched)
+            .retry_after(Duration::from_millis(100))
+            .run(stop, move |connection| {
+                let (counted, queue) = (Arc::clone(&counted), consumed.clone());
+                subscribed.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let channel = connection.create_channel().await?;
+                    let consumer = channel
+                        .basic_consume(
+                            queue.as_str().into(),
+                            "t".into(),
+                            BasicConsumeOptions::default(),
+                            FieldTable::default(),
+                        )
+                        .await?;
+                    let handler = move |_delivery| {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        async { Disposition::Ack }
+                    };
+                    Ok((channel, consumer, handler))
+                }
+            })
+    });
+    let wait_for = |n: u64| {
+        let handled = Arc::clone(&handled);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while handled.load(Ordering::SeqCst) < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {n} handled",
+                    handled.load(Ordering::SeqCst)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    for n in 0..5 {
+        publish(n).await;
+    }
+    wait_for(5).await;
+    // The connection dies; the reconnecting task would publish None, then a new connection.
+    current.send_replace(None);
+    first.close(320, "gone".into()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 5..10 {
+        publish(n).await;
+    }
+    current.send_replace(Some(connect().await));
+    wait_for(10).await;
+    assert_eq!(subscriptions.load(Ordering::SeqCst), 2, "subscribed again once");
+
+    let handle = shutdown.handle();
+    let sequence = tokio::spawn(shutdown.run());
+    handle.trigger();
+    let report = tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sequence.await.unwrap().exit_code(), 0, "drained inside the budget");
+    assert_eq!(report.acked, 10, "{report:?}");
+    assert!(report.error.is_some(), "the lost connection is reported: {report:?}");
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}

@@ -33,7 +33,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use lapin::{
@@ -42,7 +42,7 @@ use lapin::{
     options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions},
 };
 use serde::Serialize;
-use tokio::task::JoinSet;
+use tokio::{sync::watch, task::JoinSet};
 
 use crate::ShutdownToken;
 
@@ -174,6 +174,116 @@ impl ConsumerDrain {
         }
         tracing::info!(?report, "consumer drained");
         report
+    }
+}
+
+/// A consumer that survives the broker going away: it waits for a connection, subscribes,
+/// consumes with a [`ConsumerDrain`], and when the connection or channel fails it subscribes
+/// again on the next connection; when the [`ShutdownToken`] fires it drains and returns.
+///
+/// Give it the `watch` channel of a reconnecting connection (for example from
+/// `cutover_health::checks::RabbitMqCheck::reconnecting`) and a `subscribe` function that
+/// declares what it needs on a fresh connection and returns the channel, the consumer and the
+/// handler to run deliveries through.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use cutover_shutdown::{ShutdownToken, rabbitmq::{Disposition, Reconnecting}};
+/// use lapin::{Connection, options::BasicConsumeOptions, types::FieldTable};
+///
+/// # async fn run(connection: tokio::sync::watch::Receiver<Option<Arc<Connection>>>, stop: ShutdownToken) {
+/// let report = Reconnecting::new(connection)
+///     .concurrency(4)
+///     .run(stop, |connection| async move {
+///         let channel = connection.create_channel().await?;
+///         let consumer = channel
+///             .basic_consume("jobs".into(), "worker".into(), BasicConsumeOptions::default(), FieldTable::default())
+///             .await?;
+///         let handler = |_delivery: Arc<lapin::message::Delivery>| async { Disposition::Ack };
+///         Ok((channel, consumer, handler))
+///     })
+///     .await;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Reconnecting {
+    connection: watch::Receiver<Option<Arc<Connection>>>,
+    concurrency: usize,
+    retry: Duration,
+}
+
+impl Reconnecting {
+    /// Consume on whichever connection `connection` holds (`None` while disconnected).
+    pub fn new(connection: watch::Receiver<Option<Arc<Connection>>>) -> Self {
+        Self {
+            connection,
+            concurrency: 1,
+            retry: Duration::from_secs(1),
+        }
+    }
+
+    /// Deliveries handled at once (default 1); match it with the channel's `basic.qos`.
+    pub fn concurrency(mut self, deliveries: usize) -> Self {
+        self.concurrency = deliveries.max(1);
+        self
+    }
+
+    /// Pause before subscribing again after a failure (default 1 s).
+    pub fn retry_after(mut self, pause: Duration) -> Self {
+        self.retry = pause;
+        self
+    }
+
+    /// Consume until `stop` fires, then drain. The report adds up every subscription's;
+    /// its `error` is the last failure that led to a new subscription, if any.
+    pub async fn run<S, SFut, H, Fut>(mut self, stop: ShutdownToken, mut subscribe: S) -> ConsumerReport
+    where
+        S: FnMut(Arc<Connection>) -> SFut,
+        SFut: Future<Output = Result<(Channel, Consumer, H), lapin::Error>>,
+        H: Fn(Arc<Delivery>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Disposition> + Send + 'static,
+    {
+        let mut total = ConsumerReport::default();
+        loop {
+            let connection = tokio::select! {
+                current = self.connection.wait_for(Option::is_some) => match current {
+                    Ok(current) => current.clone(),
+                    Err(_) => return total, // the connection task is gone
+                },
+                () = stop.cancelled() => return total,
+            };
+            let Some(connection) = connection else { continue };
+            match subscribe(connection).await {
+                Ok((channel, consumer, handler)) => {
+                    let report = ConsumerDrain::new(channel)
+                        .concurrency(self.concurrency)
+                        .run(consumer, stop.clone(), handler)
+                        .await;
+                    total.acked += report.acked;
+                    total.requeued += report.requeued;
+                    total.rejected += report.rejected;
+                    total.returned_at_stop += report.returned_at_stop;
+                    total.panicked += report.panicked;
+                    if stop.is_cancelled() {
+                        return total; // drained for the shutdown
+                    }
+                    // The broker cancelled the consumer or the connection went away.
+                    let error = report
+                        .error
+                        .unwrap_or_else(|| "the consumer ended (channel or connection closed)".to_owned());
+                    tracing::warn!(%error, "consumer lost; subscribing again");
+                    total.error = Some(error);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot subscribe yet; retrying");
+                    total.error = Some(error.to_string());
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.retry) => {}
+                () = stop.cancelled() => return total,
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use cutover::{
     },
     shutdown::{
         ShutdownReport, ShutdownToken,
-        rabbitmq::{ConsumerDrain, Disposition},
+        rabbitmq::{Disposition, Reconnecting},
     },
 };
 use lapin::{
@@ -86,72 +86,67 @@ struct Bot {
 }
 
 impl Bot {
-    /// Consume until the shutdown, reconnecting when the broker goes away.
-    async fn run(mut self, stop: ShutdownToken) {
-        loop {
-            let connection = tokio::select! {
-                current = self.connection.wait_for(Option::is_some) => match current {
-                    Ok(current) => current.clone(),
-                    Err(_) => return,
-                },
-                () = stop.cancelled() => return,
-            };
-            let Some(connection) = connection else { continue };
-            match self.subscribe(&connection).await {
-                Ok((channel, consumer, publisher)) => {
-                    tracing::info!(queue = %self.commands, "answering commands");
-                    let (client, api, replies) = (self.client.clone(), self.api.clone(), self.replies.clone());
-                    let report = ConsumerDrain::new(channel)
-                        .concurrency(4)
-                        .run(consumer, stop.clone(), move |delivery| {
-                            handle(
-                                client.clone(),
-                                api.clone(),
-                                publisher.clone(),
-                                replies.clone(),
-                                delivery,
-                            )
-                        })
-                        .await;
-                    tracing::info!(?report, "consumer stopped");
-                    if report.error.is_none() {
-                        return;
-                    }
+    /// Answer commands until the shutdown, subscribing again whenever the broker goes away.
+    async fn run(self, stop: ShutdownToken) {
+        let Self {
+            connection,
+            client,
+            api,
+            commands,
+            replies,
+        } = self;
+        let report = Reconnecting::new(connection)
+            .concurrency(4)
+            .run(stop, |connection| {
+                let (client, api, commands, replies) = (client.clone(), api.clone(), commands.clone(), replies.clone());
+                async move {
+                    let (channel, consumer, publisher) = subscribe(&connection, &commands, &replies).await?;
+                    tracing::info!(queue = %commands, "answering commands");
+                    Ok((channel, consumer, move |delivery| {
+                        handle(
+                            client.clone(),
+                            api.clone(),
+                            publisher.clone(),
+                            replies.clone(),
+                            delivery,
+                        )
+                    }))
                 }
-                Err(error) => tracing::warn!(%error, "cannot consume yet; retrying"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = stop.cancelled() => return,
-            }
-        }
+            })
+            .await;
+        tracing::info!(?report, "consumer stopped");
     }
+}
 
-    async fn subscribe(&self, connection: &Connection) -> Result<(Channel, lapin::Consumer, Channel), lapin::Error> {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        let channel = connection.create_channel().await?;
-        channel
-            .queue_declare(self.commands.as_str().into(), durable, FieldTable::default())
-            .await?;
-        channel.basic_qos(4, BasicQosOptions::default()).await?;
-        let consumer = channel
-            .basic_consume(
-                self.commands.as_str().into(),
-                "bot-service".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        let publisher = connection.create_channel().await?;
-        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-        publisher
-            .queue_declare(self.replies.as_str().into(), durable, FieldTable::default())
-            .await?;
-        Ok((channel, consumer, publisher))
-    }
+/// Declare both queues, start consuming commands, and open a confirmed channel for replies.
+async fn subscribe(
+    connection: &Connection,
+    commands: &str,
+    replies: &str,
+) -> Result<(Channel, lapin::Consumer, Channel), lapin::Error> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let channel = connection.create_channel().await?;
+    channel
+        .queue_declare(commands.into(), durable, FieldTable::default())
+        .await?;
+    channel.basic_qos(4, BasicQosOptions::default()).await?;
+    let consumer = channel
+        .basic_consume(
+            commands.into(),
+            "bot-service".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let publisher = connection.create_channel().await?;
+    publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+    publisher
+        .queue_declare(replies.into(), durable, FieldTable::default())
+        .await?;
+    Ok((channel, consumer, publisher))
 }
 
 async fn handle(

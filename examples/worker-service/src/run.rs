@@ -14,7 +14,7 @@ use cutover::{
     },
     shutdown::{
         ShutdownReport, ShutdownToken,
-        rabbitmq::{ConsumerDrain, Disposition},
+        rabbitmq::{Disposition, Reconnecting},
     },
 };
 use cutover_migrate::{
@@ -125,86 +125,83 @@ struct Consumer {
 }
 
 impl Consumer {
-    /// Consume until the shutdown, reconnecting when the broker goes away.
-    async fn run(mut self, mut migrated: watch::Receiver<bool>, stop: ShutdownToken) {
+    /// Once the schema is migrated, consume until the shutdown, subscribing again whenever the
+    /// broker goes away.
+    async fn run(self, mut migrated: watch::Receiver<bool>, stop: ShutdownToken) {
         tokio::select! {
             _ = migrated.wait_for(|done| *done) => {}
             () = stop.cancelled() => return,
         }
-        loop {
-            let connection = tokio::select! {
-                current = self.connection.wait_for(Option::is_some) => match current {
-                    Ok(current) => current.clone(),
-                    Err(_) => return,
-                },
-                () = stop.cancelled() => return,
-            };
-            let Some(connection) = connection else { continue };
-            match self.subscribe(&connection).await {
-                Ok((channel, consumer)) => {
-                    tracing::info!(queue = %self.queue, "consuming user events");
-                    let db = self.db.clone();
-                    let report = ConsumerDrain::new(channel)
-                        .concurrency(usize::from(self.concurrency))
-                        .run(consumer, stop.clone(), move |delivery| handle(db.clone(), delivery))
-                        .await;
-                    tracing::info!(?report, "consumer stopped");
-                    if report.error.is_none() {
-                        return; // drained for the shutdown
-                    }
+        let Self {
+            connection,
+            db,
+            exchange,
+            queue,
+            concurrency,
+        } = self;
+        let report = Reconnecting::new(connection)
+            .concurrency(usize::from(concurrency))
+            .run(stop, |connection| {
+                let (db, exchange, queue) = (db.clone(), exchange.clone(), queue.clone());
+                async move {
+                    let (channel, consumer) = subscribe(&connection, &exchange, &queue, concurrency).await?;
+                    tracing::info!(%queue, "consuming user events");
+                    Ok((channel, consumer, move |delivery| handle(db.clone(), delivery)))
                 }
-                Err(error) => tracing::warn!(%error, "cannot consume yet; retrying"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = stop.cancelled() => return,
-            }
-        }
+            })
+            .await;
+        tracing::info!(?report, "consumer stopped");
     }
+}
 
-    async fn subscribe(&self, connection: &Connection) -> Result<(Channel, lapin::Consumer), lapin::Error> {
-        let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                self.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_declare(
-                self.queue.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        channel
-            .queue_bind(
-                self.queue.as_str().into(),
-                self.exchange.as_str().into(),
-                "user.*".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        channel.basic_qos(self.concurrency, BasicQosOptions::default()).await?;
-        let consumer = channel
-            .basic_consume(
-                self.queue.as_str().into(),
-                "worker-service".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        Ok((channel, consumer))
-    }
+/// Declare the exchange, the queue and its binding, and start consuming.
+async fn subscribe(
+    connection: &Connection,
+    exchange: &str,
+    queue: &str,
+    prefetch: u16,
+) -> Result<(Channel, lapin::Consumer), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "user.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            "worker-service".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((channel, consumer))
 }
 
 async fn handle(db: Database, delivery: Arc<lapin::message::Delivery>) -> Disposition {
