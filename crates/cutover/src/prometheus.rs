@@ -14,9 +14,9 @@
 //! Paths are not a label: on a versioned API every route goes through one fallback, and raw
 //! paths (`/api/users/42`) would give every id its own series.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{cell::RefCell, collections::HashMap, sync::OnceLock, time::Instant};
 
-use axum::{extract::Request, middleware::Next, response::Response};
+use axum::{extract::Request, http::Method, middleware::Next, response::Response};
 use cutover_core::{Phase, PhaseWatch};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -33,8 +33,10 @@ const PHASES: [Phase; 5] = [
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
-/// The process-wide Prometheus recorder, installed on first use.
-pub(crate) fn handle() -> Result<PrometheusHandle, String> {
+/// The process-wide Prometheus recorder, installed on first use (what
+/// [`ServiceBuilder::prometheus`](crate::ServiceBuilder::prometheus) calls). Render it
+/// yourself to serve the metrics elsewhere (another port, say).
+pub fn handle() -> Result<PrometheusHandle, String> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
@@ -48,18 +50,60 @@ pub(crate) fn handle() -> Result<PrometheusHandle, String> {
         .clone()
 }
 
-/// Count and time every request.
-pub(crate) async fn track(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+/// Count and time every request: an axum middleware (`axum::middleware::from_fn(track)`), for
+/// routers served without [`Service`](crate::Service).
+pub async fn track(request: Request, next: Next) -> Response {
+    let method = method_label(request.method());
     let started = Instant::now();
-    let in_flight = metrics::gauge!("http_requests_in_flight");
+    let in_flight = IN_FLIGHT.get_or_init(|| metrics::gauge!("http_requests_in_flight"));
     in_flight.increment(1.0);
     let response = next.run(request).await;
     in_flight.decrement(1.0);
-    metrics::counter!("http_requests_total", "method" => method.clone(), "status" => response.status().as_str().to_owned())
-        .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method).record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    // Handles are looked up once per thread and (method, status), not per request: the
+    // registry lookup (hashing the labels) is most of the cost of a `metrics` call.
+    SERIES.with(|series| {
+        let mut series = series.borrow_mut();
+        let (requests, duration) = series.entry((method, status)).or_insert_with(|| {
+            (
+                metrics::counter!("http_requests_total", "method" => method, "status" => status_label(status)),
+                metrics::histogram!("http_request_duration_seconds", "method" => method),
+            )
+        });
+        requests.increment(1);
+        duration.record(elapsed);
+    });
     response
+}
+
+static IN_FLIGHT: OnceLock<metrics::Gauge> = OnceLock::new();
+
+/// The request counter and duration histogram of one (method, status).
+type Series = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+
+thread_local! {
+    static SERIES: RefCell<Series> = RefCell::new(HashMap::new());
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// `"200"`, `"404"`, ...: one leaked string per status code seen, at most 1,000.
+fn status_label(status: u16) -> &'static str {
+    static LABELS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..1000).map(|code| &*format!("{code}").leak()).collect());
+    labels.get(usize::from(status)).copied().unwrap_or("invalid")
 }
 
 /// Keep `cutover_lifecycle_phase` in step with the lifecycle.
