@@ -18,17 +18,18 @@ use serde_json::{Value, json};
 const SLOW_LIMIT_MS: u64 = 120_000;
 
 /// The application's own routes.
-pub fn router(version: &str) -> Router {
-    let version = version.to_owned();
+pub fn router(version: &str, environment: &str) -> Router {
+    let (version, environment) = (version.to_owned(), environment.to_owned());
     Router::new()
-        .route("/", get(move || index(version.clone())))
+        .route("/", get(move || index(version.clone(), environment.clone())))
         .route("/api/slow", get(slow))
 }
 
-async fn index(version: String) -> Json<Value> {
+async fn index(version: String, environment: String) -> Json<Value> {
     Json(json!({
         "service": "api-service",
         "version": version,
+        "environment": environment,
         "health": ["/health", "/health/ready", "/health/live", "/health/startup"],
     }))
 }

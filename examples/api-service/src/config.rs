@@ -32,6 +32,10 @@ pub struct Config {
     #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub service_version: String,
 
+    /// Deployment environment (production, staging, ...), shown on `/` and in the logs.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+
     /// Embedded SQLite database file, created if missing.
     #[arg(long, env = "SQLITE_PATH", default_value = "api-service.db")]
     pub sqlite_path: PathBuf,

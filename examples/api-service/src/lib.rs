@@ -13,6 +13,7 @@
 //! HTTP app, and [`serve`] runs it with probes, versioning and a draining shutdown.
 
 pub mod app;
+pub mod cache;
 mod config;
 mod dependencies;
 pub mod events;
@@ -51,6 +52,7 @@ pub async fn migrate(config: &Config, phases: Vec<cutover_migrate::Phase>) -> an
 /// Connect the dependencies, build the health registry and the router, and serve until
 /// SIGTERM or Ctrl-C, draining traffic on the way out. Returns the shutdown report.
 pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
+    tracing::info!(version = %config.service_version, environment = %config.environment, "starting api-service");
     let dependencies = Dependencies::connect(&config).await?;
     let health = dependencies.health(&config)?;
     let (store, migration_url, migration_set, phases) = match (&dependencies.postgres, &config.database_url) {
@@ -69,7 +71,8 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     };
     let events =
         (dependencies.rabbitmq.clone()).map(|connection| events::Events::new(&config.events_exchange, connection));
-    let router = app::router(&config.service_version).merge(users::router(store, events));
+    let cache = dependencies.redis.clone().map(cache::UserCache::new);
+    let router = app::router(&config.service_version, &config.environment).merge(users::router(store, events, cache));
     let sqlite = dependencies.sqlite.clone();
 
     let mut service = Service::builder(router)

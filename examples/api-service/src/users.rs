@@ -30,7 +30,10 @@ use serde_json::{Value, json};
 use sqlx::{PgPool, SqlitePool};
 
 use self::queries::Queries;
-use crate::events::{Events, UserEvent};
+use crate::{
+    cache::UserCache,
+    events::{Events, UserEvent},
+};
 
 /// 1.0 has been deprecated since 2025-01-01.
 const V1_0_DEPRECATED: u64 = 1_735_689_600;
@@ -401,6 +404,13 @@ mod queries {
 struct Shared {
     store: UserStore,
     events: Option<Events>,
+    cache: Option<UserCache>,
+}
+
+impl FromRef<Shared> for Option<UserCache> {
+    fn from_ref(shared: &Shared) -> Self {
+        shared.cache.clone()
+    }
 }
 
 impl FromRef<Shared> for UserStore {
@@ -416,12 +426,13 @@ impl FromRef<Shared> for Option<Events> {
 }
 
 /// The users routes (`/api/users`, `/api/users/{id}`), declared once for every version.
-/// With `events`, each user created is announced (`user.created`).
-pub fn router(store: UserStore, events: Option<Events>) -> Router {
+/// With `events`, each user created is announced (`user.created`); with `cache`, single-user
+/// reads go through Redis.
+pub fn router(store: UserStore, events: Option<Events>, cache: Option<UserCache>) -> Router {
     Router::new()
         .route("/api/users", get(list).post(create))
         .route("/api/users/{id}", get(get_one))
-        .with_state(Shared { store, events })
+        .with_state(Shared { store, events, cache })
 }
 
 async fn create(
@@ -449,13 +460,24 @@ async fn create(
 
 async fn get_one(
     State(store): State<UserStore>,
+    State(cache): State<Option<UserCache>>,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Versioned<User>, ApiError> {
     let Ok(Path(id)) = id else {
         return Err(ApiError::NotFound("user ids are numbers".to_owned()));
     };
+    if let Some(cache) = &cache
+        && let Some(user) = cache.get(id).await
+    {
+        return Ok(Versioned::ok(user));
+    }
     match store.get(id).await? {
-        Some(user) => Ok(Versioned::ok(user)),
+        Some(user) => {
+            if let Some(cache) = &cache {
+                cache.put(&user).await;
+            }
+            Ok(Versioned::ok(user))
+        }
         None => Err(ApiError::NotFound(format!("no user with id {id}"))),
     }
 }

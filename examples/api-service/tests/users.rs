@@ -271,3 +271,53 @@ async fn three_replicas_on_postgres_race_for_the_migrations_and_share_the_users(
     .execute(&admin)
     .await;
 }
+
+#[tokio::test]
+async fn single_user_reads_go_through_the_redis_cache() {
+    use redis::AsyncCommands as _;
+
+    let redis_url = cutover_tests::service_url("REDIS_URL");
+    let service = Service::start(&[("REDIS_URL", redis_url.clone())]);
+    service.wait_until("/health/ready", 200, Duration::from_secs(20)).await;
+    let client = Client::new();
+    let username = cutover_tests::unique("cached");
+    let created: Value = client
+        .post(format!("{}/api/users", service.base))
+        .json(&json!({ "username": username, "email": format!("{username}@example.com"), "preferences": {} }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let url = format!("{}/api/users/{id}", service.base);
+    assert_eq!(get_json(&client, url.clone()).await["username"], username.as_str());
+
+    // The first read stored the user for 60 s...
+    let mut redis = redis::Client::open(redis_url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = api_service::cache::key(id);
+    let ttl: i64 = redis.ttl(&key).await.unwrap();
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+    // ...and the next read is served from it (changed behind the API's back to prove it), in
+    // every version's shape.
+    let mut cached: Value = serde_json::from_str(&redis.get::<_, String>(&key).await.unwrap()).unwrap();
+    cached["username"] = json!("from-the-cache");
+    let _: () = redis.set_ex(&key, cached.to_string(), 60).await.unwrap();
+    assert_eq!(get_json(&client, url.clone()).await["username"], "from-the-cache");
+    let old: Value = client
+        .get(&url)
+        .header("Accept-Version", "1.0")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old["name"], "from-the-cache", "1.0 calls it `name`: {old}");
+    let _: () = redis.del(&key).await.unwrap();
+}

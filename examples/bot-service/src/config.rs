@@ -52,6 +52,10 @@ pub struct Config {
     #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub service_version: String,
 
+    /// Deployment environment (production, staging, ...), shown on `/`.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+
     /// Time between two rounds of health checks.
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,

@@ -54,11 +54,13 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
                 .timeout(Duration::from_secs(2)),
         )
         .build()?;
-    let version = config.service_version.clone();
-    let router = Router::new().route(
-        "/",
-        get(move || async move { Json(json!({ "service": "bot-service", "version": version })) }),
-    );
+    let body = json!({
+        "service": "bot-service",
+        "version": config.service_version,
+        "environment": config.environment,
+        "api_version": commands::API_VERSION,
+    });
+    let router = Router::new().route("/", get(move || std::future::ready(Json(body.clone()))));
     let service = Service::builder(router)
         .service_version(&config.service_version)
         .prometheus()

@@ -49,6 +49,10 @@ pub struct Run {
     #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub service_version: String,
 
+    /// Deployment environment (production, staging, ...), shown on `/`.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+
     /// RabbitMQ URL.
     #[arg(
         long,

@@ -60,7 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
         .register(Registration::new("rabbitmq", rabbitmq).timeout(Duration::from_secs(2)))
         .build()?;
     let (migrated, ready_to_consume) = watch::channel(false);
-    let service = Service::builder(router(&run.service_version))
+    let service = Service::builder(router(&run.service_version, &run.environment))
         .service_version(&run.service_version)
         .prometheus()
         .health(health)
@@ -82,12 +82,9 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     Ok(service.serve().await?)
 }
 
-fn router(version: &str) -> Router {
-    let version = version.to_owned();
-    Router::new().route(
-        "/",
-        get(move || async move { Json(json!({ "service": "worker-service", "version": version })) }),
-    )
+fn router(version: &str, environment: &str) -> Router {
+    let body = json!({ "service": "worker-service", "version": version, "environment": environment });
+    Router::new().route("/", get(move || std::future::ready(Json(body.clone()))))
 }
 
 /// Expand and backfill the analytics schema under the lease, retrying while MongoDB cannot be

@@ -39,13 +39,20 @@ fn free_port() -> u16 {
 
 impl Worker {
     async fn start() -> Self {
+        let worker = Self::spawn(&service_url("MONGODB_URL")).await;
+        worker.wait_ready().await;
+        worker
+    }
+
+    /// Start the binary with MongoDB at `mongodb_url`, without waiting for readiness.
+    async fn spawn(mongodb_url: &str) -> Self {
         let name = unique("worker");
         let db = mongo::connect(&service_url("MONGODB_URL"), Some(&name)).await.unwrap();
         let port = free_port();
         let log = std::env::temp_dir().join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_worker-service"))
             .env_clear()
-            .env("MONGODB_URL", service_url("MONGODB_URL"))
+            .env("MONGODB_URL", mongodb_url)
             .env("MONGODB_DATABASE", &name)
             .env("AMQP_URL", service_url("AMQP_URL"))
             .env("EVENTS_EXCHANGE", &name)
@@ -60,15 +67,13 @@ impl Worker {
             .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
             .spawn()
             .unwrap();
-        let worker = Self {
+        Self {
             child,
             port,
             exchange: name,
             db,
             log,
-        };
-        worker.wait_ready().await;
-        worker
+        }
     }
 
     async fn wait_ready(&self) {
@@ -290,5 +295,39 @@ async fn a_user_created_through_the_api_is_stored_by_the_worker() {
         "iPhone"
     );
     api.abort();
+    worker.db.drop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_database_is_down_starts_not_ready_and_recovers() {
+    let mongodb_url = service_url("MONGODB_URL");
+    let proxy = cutover_tests::FaultProxy::start(&cutover_tests::host_port(&mongodb_url, 27017)).await;
+    proxy.cut();
+    let mut worker = Worker::spawn(&cutover_tests::retarget(&mongodb_url, proxy.address())).await;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], worker.port));
+    let probe = |path: &'static str| cutover::healthcheck::probe(address, path, Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe("/health/live").await != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never answered its liveness probe"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(probe("/health/ready").await, Ok(503), "not ready without its database");
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "alive while the database is down"
+    );
+
+    proxy.restore();
+    worker.wait_ready().await; // the migration ran once MongoDB answered
+    assert_eq!(
+        worker.count("_migrations", doc! { "state": "applied" }).await,
+        4,
+        "expand and backfill"
+    );
+    worker.child.kill().unwrap();
     worker.db.drop().await.unwrap();
 }
