@@ -51,6 +51,14 @@ impl UserCache {
         }
     }
 
+    /// Drop user `id` (after a change), so the next read goes to the database.
+    pub async fn forget(&self, id: i64) {
+        let mut redis = self.redis.clone();
+        if let Err(error) = redis.del::<_, ()>(key(id)).await {
+            tracing::warn!(%error, "user cache delete failed; the cached copy expires within {TTL:?}");
+        }
+    }
+
     /// Remember `user` for [`TTL`].
     pub async fn put(&self, user: &User) {
         let Ok(json) = serde_json::to_string(user) else { return };

@@ -55,6 +55,19 @@ impl<'a> UserEvent<'a> {
             data: serde_json::json!({ "username": user.username }),
         }
     }
+
+    /// The event for a user just changed; the id includes the change's time, so each change
+    /// is its own event.
+    pub fn updated(user: &'a User, user_agent: Option<&'a str>) -> Self {
+        Self {
+            id: format!("user.updated:{}:{}", user.id, user.updated_at),
+            kind: "user.updated",
+            user_id: user.id,
+            timestamp: &user.updated_at,
+            user_agent,
+            data: serde_json::json!({ "username": user.username, "is_active": user.is_active }),
+        }
+    }
 }
 
 /// Publishes on the current connection, with one confirmed channel kept between events.

@@ -238,6 +238,10 @@ struct Dialect {
     select: &'static str,
     /// Stores `$2` (JSON text) as user `$1`'s preferences.
     insert_preferences: &'static str,
+    /// Replaces user `$1`'s preferences with `$2` (JSON text).
+    upsert_preferences: &'static str,
+    /// The current time, as the `updated_at` column stores it.
+    now: &'static str,
 }
 
 const SQLITE: Dialect = Dialect {
@@ -245,6 +249,10 @@ const SQLITE: Dialect = Dialect {
             u.first_name, u.last_name, u.avatar_url, p.preferences
          FROM users u LEFT JOIN user_preferences p ON p.user_id = u.id",
     insert_preferences: "INSERT INTO user_preferences (user_id, preferences) VALUES ($1, $2)",
+    upsert_preferences: "INSERT INTO user_preferences (user_id, preferences) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET preferences = excluded.preferences,
+         updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+    now: "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
 };
 
 const POSTGRES: Dialect = Dialect {
@@ -254,6 +262,9 @@ const POSTGRES: Dialect = Dialect {
             u.first_name, u.last_name, u.avatar_url, p.preferences::text AS preferences
          FROM users u LEFT JOIN user_preferences p ON p.user_id = u.id",
     insert_preferences: "INSERT INTO user_preferences (user_id, preferences) VALUES ($1, $2::jsonb)",
+    upsert_preferences: "INSERT INTO user_preferences (user_id, preferences) VALUES ($1, $2::jsonb)
+         ON CONFLICT (user_id) DO UPDATE SET preferences = excluded.preferences, updated_at = now()",
+    now: "now()",
 };
 
 fn conflict_or_internal(error: sqlx::Error, new: &NewUser) -> ApiError {
@@ -282,6 +293,24 @@ impl UserStore {
         self.get(id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("user {id} vanished after it was created")))
+    }
+
+    async fn update(&self, id: i64, new: NewUser) -> Result<Option<User>, ApiError> {
+        let found = match self {
+            Self::Sqlite(pool) => Queries { pool, dialect: &SQLITE }.update(id, &new).await,
+            Self::Postgres(pool) => {
+                Queries {
+                    pool,
+                    dialect: &POSTGRES,
+                }
+                .update(id, &new)
+                .await
+            }
+        }?;
+        if !found {
+            return Ok(None);
+        }
+        self.get(id).await
     }
 
     async fn get(&self, id: i64) -> Result<Option<User>, ApiError> {
@@ -378,6 +407,39 @@ mod queries {
             Ok(id)
         }
 
+        /// Replaces user `id` and their preferences in one transaction; false when there is no
+        /// such user.
+        pub(super) async fn update(&self, id: i64, new: &NewUser) -> Result<bool, ApiError> {
+            let profile = new.profile.clone().unwrap_or_default();
+            let mut tx = self.pool.begin().await.map_err(ApiError::Internal)?;
+            let updated: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "UPDATE users SET username = $1, email = $2, is_active = $3, first_name = $4,
+                 last_name = $5, avatar_url = $6, updated_at = {} WHERE id = $7 RETURNING id",
+                self.dialect.now
+            )))
+            .bind(new.username.clone())
+            .bind(new.email.clone())
+            .bind(new.is_active)
+            .bind(profile.first_name)
+            .bind(profile.last_name)
+            .bind(profile.avatar_url)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|error| conflict_or_internal(error, new))?;
+            if updated.is_none() {
+                return Ok(false);
+            }
+            sqlx::query(self.dialect.upsert_preferences)
+                .bind(id)
+                .bind(new.preferences.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(ApiError::Internal)?;
+            tx.commit().await.map_err(ApiError::Internal)?;
+            Ok(true)
+        }
+
         pub(super) async fn get(&self, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
             sqlx::query_as(AssertSqlSafe(format!("{} WHERE u.id = $1", self.dialect.select)))
                 .bind(id)
@@ -431,7 +493,7 @@ impl FromRef<Shared> for Option<Events> {
 pub fn router(store: UserStore, events: Option<Events>, cache: Option<UserCache>) -> Router {
     Router::new()
         .route("/api/users", get(list).post(create))
-        .route("/api/users/{id}", get(get_one))
+        .route("/api/users/{id}", get(get_one).put(replace))
         .with_state(Shared { store, events, cache })
 }
 
@@ -441,12 +503,7 @@ async fn create(
     headers: HeaderMap,
     VersionedJson(new): VersionedJson<NewUser>,
 ) -> Result<Response, ApiError> {
-    if new.username.trim().is_empty() {
-        return Err(ApiError::Invalid("username must not be empty".to_owned()));
-    }
-    if !new.email.contains('@') {
-        return Err(ApiError::Invalid(format!("`{}` is not an email address", new.email)));
-    }
+    validate(&new)?;
     let user = store.insert(new).await?;
     if let Some(events) = events {
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
@@ -456,6 +513,46 @@ async fn create(
     }
     let location = format!("/api/users/{}", user.id);
     Ok(([(header::LOCATION, location)], Versioned::created(user)).into_response())
+}
+
+/// `PUT /api/users/{id}`: replace a user (same body as `POST`), announce `user.updated`, and
+/// drop the cached copy.
+async fn replace(
+    State(store): State<UserStore>,
+    State(events): State<Option<Events>>,
+    State(cache): State<Option<UserCache>>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+    VersionedJson(new): VersionedJson<NewUser>,
+) -> Result<Versioned<User>, ApiError> {
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::NotFound("user ids are numbers".to_owned()));
+    };
+    validate(&new)?;
+    let user = store
+        .update(id, new)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
+    if let Some(cache) = &cache {
+        cache.forget(id).await;
+    }
+    if let Some(events) = events {
+        let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+        if let Err(error) = events.publish(&UserEvent::updated(&user, user_agent)).await {
+            tracing::warn!(user = user.id, %error, "user updated, but its event was not published");
+        }
+    }
+    Ok(Versioned::ok(user))
+}
+
+fn validate(new: &NewUser) -> Result<(), ApiError> {
+    if new.username.trim().is_empty() {
+        return Err(ApiError::Invalid("username must not be empty".to_owned()));
+    }
+    if !new.email.contains('@') {
+        return Err(ApiError::Invalid(format!("`{}` is not an email address", new.email)));
+    }
+    Ok(())
 }
 
 async fn get_one(

@@ -319,5 +319,28 @@ async fn single_user_reads_go_through_the_redis_cache() {
         .await
         .unwrap();
     assert_eq!(old["name"], "from-the-cache", "1.0 calls it `name`: {old}");
+
+    // A change drops the cached copy: the next read sees it.
+    let renamed = cutover_tests::unique("renamed");
+    let replaced = client
+        .put(&url)
+        .json(&json!({ "username": renamed, "email": format!("{renamed}@example.com"), "is_active": false, "preferences": { "theme": "dark" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), StatusCode::OK);
+    let exists: bool = redis.exists(&key).await.unwrap();
+    assert!(!exists, "the cached copy is gone");
+    let read = get_json(&client, url.clone()).await;
+    assert_eq!(read["username"], renamed.as_str());
+    assert_eq!(read["is_active"], false);
+    assert_eq!(read["preferences"]["theme"], "dark");
+    let missing = client
+        .put(format!("{}/api/users/999999999", service.base))
+        .json(&json!({ "username": "x", "email": "x@example.com", "preferences": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let _: () = redis.del(&key).await.unwrap();
 }

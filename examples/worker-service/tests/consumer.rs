@@ -294,6 +294,27 @@ async fn a_user_created_through_the_api_is_stored_by_the_worker() {
             .unwrap(),
         "iPhone"
     );
+
+    // A change is its own event.
+    let renamed = unique("grace_renamed");
+    let replaced = reqwest::Client::new()
+        .put(format!("http://{address}/api/users/{}", user["id"]))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"username":"{renamed}","email":"{renamed}@example.com","preferences":{{}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 200);
+    let updated_id = format!("user.updated:{}:", user["id"]);
+    worker
+        .wait_for(
+            "events",
+            doc! { "_id": { "$regex": format!("^{updated_id}") }, "event_type": "user.updated" },
+            1,
+        )
+        .await;
     api.abort();
     worker.db.drop().await.unwrap();
 }
