@@ -133,6 +133,24 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
                     assert_eq!(configured, Some(path), "{file} {name}: {probe}");
                     assert!(served(path).await, "{path} is served by the health router");
                 }
+                if image.contains("/api-service:")
+                    && container["securityContext"]["readOnlyRootFilesystem"].as_bool() == Some(true)
+                {
+                    // api-service always opens its embedded SQLite file: it must be writable.
+                    let sqlite = container["env"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .find(|e| e["name"].as_str() == Some("SQLITE_PATH"))
+                        .and_then(|e| e["value"].as_str())
+                        .unwrap_or_else(|| panic!("{file} {name}: SQLITE_PATH on a read-only root"));
+                    let mounted = container["volumeMounts"].as_sequence().is_some_and(|mounts| {
+                        mounts
+                            .iter()
+                            .any(|m| m["mountPath"].as_str().is_some_and(|path| sqlite.starts_with(path)))
+                    });
+                    assert!(mounted, "{file} {name}: {sqlite} is not on a mounted volume");
+                }
                 let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap());
                 let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
                     .as_u64()
