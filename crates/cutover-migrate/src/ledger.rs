@@ -23,6 +23,12 @@ pub enum State {
     Failed,
 }
 
+impl From<String> for State {
+    fn from(text: String) -> Self {
+        Self::parse(&text)
+    }
+}
+
 impl State {
     pub(crate) fn parse(text: &str) -> Self {
         match text {
@@ -42,8 +48,8 @@ impl State {
     }
 }
 
-/// A ledger row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A ledger row. The SQL backends read it by column name (`sqlx::FromRow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LedgerEntry {
     /// Version.
     pub version: i64,
@@ -54,6 +60,7 @@ pub struct LedgerEntry {
     /// Checksum of what was applied.
     pub checksum: String,
     /// State.
+    #[sqlx(try_from = "String")]
     pub state: State,
     /// Statements or batches done.
     pub steps_done: i64,

@@ -7,11 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{AssertSqlSafe, Connection, Executor, Row, SqliteConnection, sqlite::SqliteConnectOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor, SqliteConnection, sqlite::SqliteConnectOptions};
 
 use crate::{
     Event, MigrateError, Migration, Migrator,
-    ledger::{Checkpoint, LEDGER_TABLE, LedgerEntry, State, runner_id},
+    ledger::{Checkpoint, LEDGER_TABLE, LedgerEntry, runner_id},
     migrator::{Prepared, SqlCheck},
     source::Body,
 };
@@ -87,39 +87,14 @@ impl Lite {
         if exists.is_none() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done, steps_total, done_checksum, checkpoint, failed_step, error,
                     installed_by, started_at, finished_at, duration_ms, down_sql, repaired_at, repair_note
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut self.connection)
         .await
-        .map_err(MigrateError::db("cannot read the ledger"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(LedgerEntry {
-                    version: row.try_get(0)?,
-                    name: row.try_get(1)?,
-                    phase: row.try_get(2)?,
-                    checksum: row.try_get(3)?,
-                    state: State::parse(row.try_get::<&str, _>(4)?),
-                    steps_done: row.try_get(5)?,
-                    steps_total: row.try_get(6)?,
-                    done_checksum: row.try_get(7)?,
-                    checkpoint: row.try_get(8)?,
-                    failed_step: row.try_get(9)?,
-                    error: row.try_get(10)?,
-                    installed_by: row.try_get(11)?,
-                    started_at: row.try_get(12)?,
-                    finished_at: row.try_get(13)?,
-                    duration_ms: row.try_get(14)?,
-                    down_sql: row.try_get(15)?,
-                    repaired_at: row.try_get(16)?,
-                    repair_note: row.try_get(17)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(MigrateError::db("cannot decode the ledger"))
+        .map_err(MigrateError::db("cannot read the ledger"))
     }
 
     pub(crate) async fn check(&mut self, check: &SqlCheck) -> Result<bool, MigrateError> {
