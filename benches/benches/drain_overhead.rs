@@ -3,30 +3,14 @@
 //!
 //! Run with: `cargo bench -p cutover-benches --bench drain_overhead`
 
-use std::convert::Infallible;
-
-use axum::{Router, body::Body, http::Request, response::Response, routing::get};
+use axum::{Router, routing::get};
 use criterion::{Criterion, criterion_group, criterion_main};
 use cutover::shutdown::{Shutdown, ShutdownConfig};
-use http_body_util::BodyExt;
-use tower::{Layer, Service, ServiceExt};
+use cutover_benches::get_hello;
+use tower::Layer;
 
 fn router() -> Router {
     Router::new().route("/", get(|| async { "hello" }))
-}
-
-async fn call<S, B>(app: S)
-where
-    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    let response = app
-        .oneshot(Request::get("/").body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let body = response.into_body().collect().await.expect("body");
-    assert_eq!(body.to_bytes().len(), 5);
 }
 
 fn overhead(c: &mut Criterion) {
@@ -45,12 +29,12 @@ fn overhead(c: &mut Criterion) {
     let per_route = router().layer(shutdown.drain_layer());
 
     let mut group = c.benchmark_group("GET / in-process");
-    group.bench_function("bare router", |b| b.to_async(&runtime).iter(|| call(bare.clone())));
+    group.bench_function("bare router", |b| b.to_async(&runtime).iter(|| get_hello(bare.clone())));
     group.bench_function("DrainLayer around the router", |b| {
-        b.to_async(&runtime).iter(|| call(wrapped.clone()));
+        b.to_async(&runtime).iter(|| get_hello(wrapped.clone()));
     });
     group.bench_function("Router::layer(DrainLayer)", |b| {
-        b.to_async(&runtime).iter(|| call(per_route.clone()));
+        b.to_async(&runtime).iter(|| get_hello(per_route.clone()));
     });
     group.finish();
 }

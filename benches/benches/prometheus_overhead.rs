@@ -5,22 +5,12 @@
 //!
 //! Run with: `cargo bench -p cutover-benches --bench prometheus_overhead`
 
-use axum::{Router, body::Body, http::Request, routing::get};
+use axum::{Router, routing::get};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use cutover_benches::get_hello;
 
 fn router() -> Router {
     Router::new().route("/", get(|| async { "hello" }))
-}
-
-async fn call(app: Router) {
-    let response = app
-        .oneshot(Request::get("/").body(Body::empty()).expect("request"))
-        .await
-        .expect("infallible");
-    let body = response.into_body().collect().await.expect("body");
-    assert_eq!(body.to_bytes().len(), 5);
 }
 
 fn overhead(c: &mut Criterion) {
@@ -37,12 +27,12 @@ fn overhead(c: &mut Criterion) {
     ));
 
     let mut group = c.benchmark_group("GET / in-process");
-    group.bench_function("bare router", |b| b.to_async(&runtime).iter(|| call(bare.clone())));
+    group.bench_function("bare router", |b| b.to_async(&runtime).iter(|| get_hello(bare.clone())));
     group.bench_function("from_fn doing nothing", |b| {
-        b.to_async(&runtime).iter(|| call(plumbing.clone()));
+        b.to_async(&runtime).iter(|| get_hello(plumbing.clone()));
     });
     group.bench_function("with request metrics", |b| {
-        b.to_async(&runtime).iter(|| call(tracked.clone()));
+        b.to_async(&runtime).iter(|| get_hello(tracked.clone()));
     });
     group.finish();
     // The recorder really recorded: the counter is there.

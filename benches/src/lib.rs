@@ -5,6 +5,8 @@ pub mod users;
 
 use std::time::Duration;
 
+use http::{Request, Response};
+
 /// Latency percentiles of a set of samples.
 #[derive(Debug, Clone, Copy)]
 pub struct Percentiles {
@@ -40,6 +42,27 @@ impl Percentiles {
             max: at(1.0),
         }
     }
+}
+
+/// `GET /` on `app` in-process (`oneshot`), reading the whole body, which must be `hello`:
+/// the request the in-process overhead benchmarks time.
+///
+/// # Panics
+///
+/// If the answer is not `hello`.
+pub async fn get_hello<S, B>(app: S)
+where
+    S: tower::Service<Request<axum::body::Body>, Response = Response<B>, Error = std::convert::Infallible>,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    let request = Request::get("/").body(axum::body::Body::empty()).expect("request");
+    let response = app.oneshot(request).await.expect("infallible");
+    let body = response.into_body().collect().await.expect("body");
+    assert_eq!(body.to_bytes(), "hello");
 }
 
 /// The URL of a backing service, from the environment (see `scripts/services.sh`).

@@ -56,6 +56,35 @@ pub fn host_port(url: &str, default_port: u16) -> String {
     format!("{host}:{}", parsed.port().unwrap_or(default_port))
 }
 
+/// A loopback port nobody listens on right now.
+///
+/// # Panics
+///
+/// When no port can be bound.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Poll `http://127.0.0.1:{port}/health/ready` until it answers 200; the last answer (or why
+/// there was none) when `within` passes first.
+pub async fn wait_ready(port: u16, within: Duration) -> Result<(), String> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let answer = cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await;
+        if answer == Ok(200) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("not ready on port {port} within {within:?}: {answer:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Poll `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
 pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
 where

@@ -5,10 +5,10 @@
 
 use std::{
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use cutover_tests::{service_url, unique};
+use cutover_tests::{free_port, service_url, unique};
 use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Connection, ConnectionProperties,
@@ -18,20 +18,9 @@ use lapin::{
 
 const TOKEN: &str = "s3cr3t-bot-token-value";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn wait_ready(port: u16, what: &str) {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await != Ok(200) {
-        assert!(Instant::now() < deadline, "{what} never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if let Err(why) = cutover_tests::wait_ready(port, Duration::from_secs(30)).await {
+        panic!("{what}: {why}");
     }
 }
 

@@ -29,14 +29,6 @@ struct Worker {
     log: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Worker {
     async fn start() -> Self {
         let worker = Self::spawn(&service_url("MONGODB_URL")).await;
@@ -48,7 +40,7 @@ impl Worker {
     async fn spawn(mongodb_url: &str) -> Self {
         let name = unique("worker");
         let db = mongo::connect(&service_url("MONGODB_URL"), Some(&name)).await.unwrap();
-        let port = free_port();
+        let port = cutover_tests::free_port();
         let log = std::env::temp_dir().join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_worker-service"))
             .env_clear()
@@ -77,19 +69,11 @@ impl Worker {
     }
 
     async fn wait_ready(&self) {
-        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await;
-            if status == Ok(200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker never ready ({status:?}):\n{}",
+        if let Err(why) = cutover_tests::wait_ready(self.port, Duration::from_secs(60)).await {
+            panic!(
+                "worker: {why}\n{}",
                 std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -221,7 +205,7 @@ async fn each_event_is_stored_once_however_often_it_arrives_and_sigterm_drains()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_created_through_the_api_is_stored_by_the_worker() {
     let worker = Worker::start().await;
-    let api_port = free_port();
+    let api_port = cutover_tests::free_port();
     let sqlite = std::env::temp_dir().join(format!("{}.db", unique("api_for_worker")));
     let config = <api_service::Config as clap::Parser>::try_parse_from([
         "api-service",
@@ -241,11 +225,9 @@ async fn a_user_created_through_the_api_is_stored_by_the_worker() {
     .unwrap();
     let api = tokio::spawn(api_service::serve(config));
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cutover::healthcheck::probe(address, "/health/ready", Duration::from_secs(1)).await != Ok(200) {
-        assert!(Instant::now() < deadline, "the API never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cutover_tests::wait_ready(api_port, Duration::from_secs(30))
+        .await
+        .unwrap();
 
     // The API takes its database from the environment (PostgreSQL when DATABASE_URL is set):
     // a name no other run used.

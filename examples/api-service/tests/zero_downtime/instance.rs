@@ -128,10 +128,4 @@ impl Drop for Instance {
     }
 }
 
-/// A loopback port nobody listens on right now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
+pub(crate) use cutover_tests::free_port;
