@@ -169,7 +169,9 @@ impl Default for Batching {
 
 /// Add fields with default values to the documents of a collection that lack them, in
 /// batches. Each field is set only where it is missing: a document that already has a value
-/// keeps it, and a rerun changes nothing.
+/// keeps it, and a rerun changes nothing. Documents written without the fields while it runs
+/// (by the version still serving) are taken by further passes, up to five; if they keep
+/// coming the step fails and says so, and the next run continues.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddFields {
     pub(crate) collection: String,

@@ -1,6 +1,6 @@
 //! Running one operation of a MongoDB migration.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use futures_util::TryStreamExt;
 use mongodb::{
@@ -172,57 +172,51 @@ impl Step<'_> {
     async fn add_fields(&self, op: &AddFields) -> Result<(), MigrateError> {
         let collection: Collection<Document> = self.db.collection(&op.collection);
         let filter = op.missing_filter();
+        let mut projection = doc! { "_id": 1 };
+        for field in op.fields.keys() {
+            projection.insert(field, 1);
+        }
+        /// Passes over the documents still lacking fields before giving up on writers that
+        /// keep adding such documents.
+        const PASSES: u32 = 5;
         let total = self.count(&collection, &filter).await?;
         let mut done = 0_u64;
-        loop {
-            self.lease.check()?;
-            let cursor = collection
+        for pass in 1..=PASSES {
+            let mut cursor = collection
                 .find(filter.clone())
-                .projection(doc! { "_id": 1 })
-                .limit(i64::from(op.batching.size))
+                .projection(projection.clone())
+                .batch_size(op.batching.size)
                 .await
                 .map_err(|e| self.error(&e))?;
-            let ids: Vec<Bson> = cursor
-                .try_collect::<Vec<Document>>()
-                .await
-                .map_err(|e| self.error(&e))?
-                .into_iter()
-                .filter_map(|d| d.get("_id").cloned())
-                .collect();
-            if ids.is_empty() {
+            let mut changed = 0_u64;
+            let mut batch = self.next_batch(&mut cursor, op.batching.size).await?;
+            while !batch.is_empty() {
+                self.lease.check()?;
+                changed += self.fill_missing(&collection, op, &batch).await?;
+                done += batch.len() as u64;
+                self.progress(done, total).await?;
+                batch = self.next_batch(&mut cursor, op.batching.size).await?;
+                if !batch.is_empty() {
+                    self.pause(op.batching).await;
+                }
+            }
+            // Documents whose fields changed between the read and the update (or that were
+            // inserted during the pass) are taken by another pass.
+            let left = self.count(&collection, &filter).await?;
+            if left == 0 {
                 return Ok(());
-            }
-            // The common case in one update: documents lacking every field.
-            let mut all_missing = doc! { "_id": { "$in": ids.clone() } };
-            for field in op.fields.keys() {
-                all_missing.insert(field, doc! { "$exists": false });
-            }
-            let mut changed = collection
-                .update_many(all_missing, doc! { "$set": op.fields.clone() })
-                .await
-                .map_err(|e| self.error(&e))?
-                .modified_count;
-            // Then the documents that already had some of them: each field where missing.
-            for (field, default) in op.fields.iter().filter(|_| op.fields.len() > 1) {
-                changed += collection
-                    .update_many(
-                        doc! { "_id": { "$in": ids.clone() }, field: { "$exists": false } },
-                        doc! { "$set": { field: default.clone() } },
-                    )
-                    .await
-                    .map_err(|e| self.error(&e))?
-                    .modified_count;
             }
             if changed == 0 {
                 return Err(self.failed(format!(
-                    "{} documents still lack the fields after being updated (a validator rejecting them?)",
-                    ids.len()
+                    "{left} documents still lack the fields after being updated (a validator rejecting them?)"
                 )));
             }
-            done += ids.len() as u64;
-            self.progress(done, total).await?;
-            self.pause(op.batching).await;
+            tracing::debug!(pass, left, "documents still lack the fields; another pass");
         }
+        Err(self.failed(format!(
+            "documents lacking the fields keep arriving: {PASSES} passes done and some remain; \
+             run the migration again once the writers of the previous version are gone"
+        )))
     }
 
     async fn copy_documents(&self, op: &CopyDocuments) -> Result<(), MigrateError> {
@@ -309,11 +303,53 @@ impl Step<'_> {
                 _ => return Err(self.error(&error)),
             },
         }
+        // One `$in` update, not an `update` command of one statement per `_id`: FerretDB 1.x
+        // holds a backend connection per statement until the command ends, and a command of
+        // 100 statements exhausts its pool and wedges the server.
         source
             .update_many(doc! { "_id": { "$in": ids } }, doc! { "$set": { &op.marker: true } })
             .await
             .map_err(|e| self.error(&e))?;
         Ok(count)
+    }
+
+    /// Give each document of `batch` (read with the fields projected) exactly the fields it
+    /// lacks, guarded by `$exists` so a value written since the read is never overwritten.
+    /// Documents lacking the same fields share one update: usually one per batch. Returns how
+    /// many documents matched.
+    async fn fill_missing(
+        &self,
+        collection: &Collection<Document>,
+        op: &AddFields,
+        batch: &[Document],
+    ) -> Result<u64, MigrateError> {
+        let mut groups: BTreeMap<Vec<&str>, Vec<Bson>> = BTreeMap::new();
+        for document in batch {
+            let missing: Vec<&str> = op
+                .fields
+                .keys()
+                .map(String::as_str)
+                .filter(|field| !has_path(document, field))
+                .collect();
+            if let (false, Some(id)) = (missing.is_empty(), document.get("_id")) {
+                groups.entry(missing).or_default().push(id.clone());
+            }
+        }
+        let mut matched = 0;
+        for (missing, ids) in groups {
+            let mut filter = doc! { "_id": { "$in": ids } };
+            let mut set = Document::new();
+            for field in missing {
+                filter.insert(field, doc! { "$exists": false });
+                set.insert(field, op.fields.get(field).cloned().unwrap_or(Bson::Null));
+            }
+            matched += collection
+                .update_many(filter, doc! { "$set": set })
+                .await
+                .map_err(|e| self.error(&e))?
+                .matched_count;
+        }
+        Ok(matched)
     }
 
     async fn count(&self, collection: &Collection<Document>, filter: &Document) -> Result<u64, MigrateError> {
@@ -343,6 +379,14 @@ impl Step<'_> {
         if batching.pause > Duration::ZERO {
             tokio::time::sleep(batching.pause).await;
         }
+    }
+}
+
+/// Whether `document` has a value at the dotted `path`.
+fn has_path(document: &Document, path: &str) -> bool {
+    match path.split_once('.') {
+        None => document.contains_key(path),
+        Some((head, rest)) => document.get_document(head).is_ok_and(|inner| has_path(inner, rest)),
     }
 }
 
@@ -382,6 +426,16 @@ fn normalize(value: &Bson) -> Bson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_paths_are_looked_up_in_nested_documents() {
+        let document = doc! { "a": { "b": { "c": 1 } }, "x": Bson::Null, "s": "text" };
+        assert!(has_path(&document, "a.b.c"));
+        assert!(has_path(&document, "x"), "a null value is present, as for `$exists`");
+        assert!(!has_path(&document, "a.b.d"));
+        assert!(!has_path(&document, "s.t"), "a string has no fields");
+        assert!(!has_path(&document, "missing"));
+    }
 
     #[test]
     fn index_specs_compare_numbers_by_value_and_ignore_server_fields() {

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::{
+    future::IntoFuture,
     path::PathBuf,
     process::{Command, Output, Stdio},
     sync::{
@@ -435,6 +436,46 @@ async fn fields_are_added_in_batches_only_where_missing() {
     assert_eq!(
         migrator.up(&fixture.db, &all_phases()).await.unwrap().applied,
         Vec::<i64>::new()
+    );
+    fixture.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_written_while_fields_are_added_get_them_too() {
+    let fixture = Fixture::new().await;
+    let events = fixture.db.collection::<Document>("events");
+    let documents: Vec<Document> = (0..200).map(|i| doc! { "n": i }).collect();
+    events.insert_many(documents).await.unwrap();
+
+    // An old version of the service keeps writing documents without the field: 50 of them
+    // land after the first batch, behind the pass's cursor.
+    let writer = events.clone();
+    let written = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&written);
+    let migration = MongoMigration::new(1, "event_version").phase(Phase::Backfill).then(
+        AddFields::new("events", doc! { "version": "1.3.0" }).batching(Batching {
+            size: 50,
+            pause: Duration::ZERO,
+        }),
+    );
+    let migrator = MongoMigrator::new(MongoMigrationSet::new().with(migration).unwrap()).on_event(move |event| {
+        if matches!(event, cutover_migrate::Event::Batch { .. }) && seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            let late: Vec<Document> = (1_000..1_050).map(|i| doc! { "n": i }).collect();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(writer.insert_many(late).into_future())
+                    .unwrap();
+            });
+        }
+    });
+    migrator.up(&fixture.db, &all_phases()).await.unwrap();
+
+    assert!(written.load(Ordering::SeqCst) >= 4, "200 documents in batches of 50");
+    assert_eq!(fixture.count("events", doc! {}).await, 250);
+    assert_eq!(
+        fixture.count("events", doc! { "version": "1.3.0" }).await,
+        250,
+        "the late documents got the field too"
     );
     fixture.drop().await;
 }
