@@ -8,7 +8,7 @@
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     time::Duration,
 };
 
@@ -19,6 +19,40 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 use url::Url;
+
+/// A finished process's stdout followed by its stderr, for assertions and failure messages.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Assert that a process succeeded (its output in the failure message) and return its output.
+///
+/// # Panics
+///
+/// When the process exited unsuccessfully.
+pub fn assert_success(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}:\n{}",
+        output.status.code(),
+        output_text(output)
+    );
+    output_text(output)
+}
+
+/// Assert that a process exited with `code` and return its output.
+///
+/// # Panics
+///
+/// When it exited with another code or was killed.
+pub fn assert_exit(code: i32, output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(code), "{}", output_text(output));
+    output_text(output)
+}
 
 /// The URL of a backing service, from the environment.
 ///

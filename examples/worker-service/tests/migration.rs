@@ -11,12 +11,12 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::{
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use cutover_migrate::mongo;
-use cutover_tests::{service_url, unique};
+use cutover_tests::{assert_success, output_text, service_url, unique};
 use futures_util::TryStreamExt;
 use mongodb::{
     Database,
@@ -78,23 +78,8 @@ impl Fixture {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 fn run_ok(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "exit {:?}:\n{}",
-        output.status.code(),
-        text(&output)
-    );
-    text(&output)
+    assert_success(&command.output().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,15 +219,15 @@ async fn the_validator_is_applied_in_contract_or_the_servers_refusal_is_reported
         .run_command(doc! { "create": "validator_probe", "validator": { "$jsonSchema": { "bsonType": "object" } } })
         .await;
     if probe.is_ok() {
-        assert!(contract.status.success(), "{}", text(&contract));
+        assert!(contract.status.success(), "{}", output_text(&contract));
         let invalid = behavior
             .insert_one(doc! { "user_id": "not a number", "action": "x", "timestamp": DateTime::now() })
             .await;
         assert!(invalid.is_err(), "the strict validator rejects it");
     } else {
         // FerretDB 1.x: stopped at the validator, with the server's answer, recorded.
-        assert_eq!(contract.status.code(), Some(1), "{}", text(&contract));
-        let message = text(&contract);
+        assert_eq!(contract.status.code(), Some(1), "{}", output_text(&contract));
+        let message = output_text(&contract);
         assert!(
             message.contains("13005") && message.contains("does not support") && message.contains("NotImplemented"),
             "{message}"

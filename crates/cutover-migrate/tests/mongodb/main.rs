@@ -26,7 +26,7 @@ use cutover_migrate::{
         MongoMigration, MongoMigrationSet, MongoMigrator, Operation, SetValidation, ValidationAction, ValidationLevel,
     },
 };
-use cutover_tests::{service_url, unique};
+use cutover_tests::{assert_exit, assert_success, service_url, unique};
 use futures_util::TryStreamExt;
 use mongodb::{
     Database,
@@ -99,29 +99,6 @@ impl Fixture {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn assert_ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}:\n{}",
-        output.status.code(),
-        text(output)
-    );
-    text(output)
-}
-
-fn assert_fails(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "{}", text(output));
-    text(output)
-}
-
 /// Each migration records that it ran by inserting into `runs`: a second application would
 /// show up as a second document.
 fn write_counting_migrations(fixture: &Fixture) {
@@ -168,7 +145,7 @@ async fn five_runners_at_once_apply_each_migration_exactly_once() {
 
     let mut applied_by = [0; 4];
     for output in &outputs {
-        assert_ok(output);
+        assert_success(output);
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         for version in report["applied"].as_array().unwrap() {
             applied_by[usize::try_from(version.as_i64().unwrap()).unwrap()] += 1;
@@ -207,8 +184,8 @@ async fn five_runners_at_once_apply_each_migration_exactly_once() {
 async fn reruns_do_nothing_changed_checksums_are_refused_and_down_uses_the_stored_commands() {
     let fixture = Fixture::new().await;
     write_counting_migrations(&fixture);
-    assert!(assert_ok(&fixture.run(&["up"])).contains("applied 1, 2, 3"));
-    assert!(assert_ok(&fixture.run(&["up"])).contains("nothing to apply"));
+    assert!(assert_success(&fixture.run(&["up"])).contains("applied 1, 2, 3"));
+    assert!(assert_success(&fixture.run(&["up"])).contains("nothing to apply"));
     assert_eq!(fixture.count("runs", doc! {}).await, 3);
 
     // A changed applied file is refused before anything runs, naming the version.
@@ -220,7 +197,7 @@ async fn reruns_do_nothing_changed_checksums_are_refused_and_down_uses_the_store
         "0003_sessions.up.json",
         r#"[{ "create": "sessions_renamed" }, { "insert": "runs", "documents": [{ "migration": 3 }] }]"#,
     );
-    let refused = assert_fails(&fixture.run(&["up"]));
+    let refused = assert_exit(1, &fixture.run(&["up"]));
     assert!(
         refused.contains("migration 3 (sessions) changed after it was applied"),
         "{refused}"
@@ -228,16 +205,16 @@ async fn reruns_do_nothing_changed_checksums_are_refused_and_down_uses_the_store
     assert_eq!(fixture.count("runs", doc! { "migration": 4 }).await, 0, "nothing ran");
 
     // Repair accepts the edit on purpose; then 4 applies.
-    assert!(assert_ok(&fixture.run(&["repair", "--note", "renamed on purpose"])).contains("realigned"));
+    assert!(assert_success(&fixture.run(&["repair", "--note", "renamed on purpose"])).contains("realigned"));
     assert_eq!(
         fixture.ledger(3).await.unwrap().get_str("repair_note").unwrap(),
         "renamed on purpose"
     );
-    assert!(assert_ok(&fixture.run(&["up"])).contains("applied 4"));
+    assert!(assert_success(&fixture.run(&["up"])).contains("applied 4"));
 
     // Down to 1: 4 and 3 have no down file and stop it; after removing them from the files
     // the ledger still refuses, since it holds no down for them.
-    let irreversible = assert_fails(&fixture.run(&["down", "--to", "1"]));
+    let irreversible = assert_exit(1, &fixture.run(&["down", "--to", "1"]));
     assert!(
         irreversible.contains("4") && irreversible.contains(".down.json"),
         "{irreversible}"
@@ -248,7 +225,7 @@ async fn reruns_do_nothing_changed_checksums_are_refused_and_down_uses_the_store
         "a refused down changes nothing"
     );
 
-    let status = assert_ok(&fixture.run(&["status"]));
+    let status = assert_success(&fixture.run(&["status"]));
     assert!(status.contains("applied"), "{status}");
     fixture.drop().await;
 }
@@ -257,7 +234,7 @@ async fn reruns_do_nothing_changed_checksums_are_refused_and_down_uses_the_store
 async fn down_reverts_with_the_commands_stored_when_it_was_applied() {
     let fixture = Fixture::new().await;
     write_counting_migrations(&fixture);
-    assert_ok(&fixture.run(&["up", "--to", "2"]));
+    assert_success(&fixture.run(&["up", "--to", "2"]));
     assert!(
         fixture
             .index_names("events")
@@ -268,7 +245,7 @@ async fn down_reverts_with_the_commands_stored_when_it_was_applied() {
     // The down file is deleted: the copy stored in the ledger still works (an older binary can
     // roll back what a newer one applied).
     std::fs::remove_file(fixture.dir.join("0002_events_indexes.down.json")).unwrap();
-    assert!(assert_ok(&fixture.run(&["down", "--to", "1"])).contains("reverted 2"));
+    assert!(assert_success(&fixture.run(&["down", "--to", "1"])).contains("reverted 2"));
     assert!(
         !fixture
             .index_names("events")
@@ -286,7 +263,7 @@ async fn malformed_files_and_missing_urls_are_refused_with_the_file_named() {
     let fixture = Fixture::new().await;
     fixture.write("0001_ok.up.json", r#"[{ "create": "a" }]"#);
     fixture.write("0002_broken.up.json", "[{ \"create\": \"b\" },\n  { \"insert\": }]");
-    let output = assert_fails(&fixture.run(&["up"]));
+    let output = assert_exit(1, &fixture.run(&["up"]));
     assert!(
         output.contains("0002_broken.up.json") && output.contains("line 2"),
         "{output}"
@@ -295,14 +272,14 @@ async fn malformed_files_and_missing_urls_are_refused_with_the_file_named() {
         fixture.ledger(1).await.is_none(),
         "nothing applied before the files all parse"
     );
-    assert!(assert_fails(&fixture.run(&["lint"])).contains("0002_broken.up.json"));
+    assert!(assert_exit(1, &fixture.run(&["lint"])).contains("0002_broken.up.json"));
 
     std::fs::remove_file(fixture.dir.join("0002_broken.up.json")).unwrap();
     fixture.write("0002_not_a_command.up.json", r#"[{ "create": "b" }, 7]"#);
-    assert!(assert_fails(&fixture.run(&["up"])).contains("command 2 must be an object"));
+    assert!(assert_exit(1, &fixture.run(&["up"])).contains("command 2 must be an object"));
 
     std::fs::remove_file(fixture.dir.join("0002_not_a_command.up.json")).unwrap();
-    assert!(assert_ok(&fixture.run(&["lint"])).contains("1 MongoDB migrations parsed"));
+    assert!(assert_success(&fixture.run(&["lint"])).contains("1 MongoDB migrations parsed"));
 
     let no_url = Command::new(env!("CARGO_BIN_EXE_cutover-migrate"))
         .arg("--source")
@@ -311,18 +288,18 @@ async fn malformed_files_and_missing_urls_are_refused_with_the_file_named() {
         .env_remove("MONGODB_URL")
         .output()
         .unwrap();
-    assert!(assert_fails(&no_url).contains("--mongodb-url"));
+    assert!(assert_exit(1, &no_url).contains("--mongodb-url"));
     let no_database = Command::new(env!("CARGO_BIN_EXE_cutover-migrate"))
         .args(["--mongodb-url", &service_url("MONGODB_URL"), "--source"])
         .arg(&fixture.dir)
         .arg("status")
         .output()
         .unwrap();
-    assert!(assert_fails(&no_database).contains("--database"));
-    assert!(assert_fails(&fixture.run(&["backup", "--dir", "/tmp"])).contains("PostgreSQL only"));
+    assert!(assert_exit(1, &no_database).contains("--database"));
+    assert!(assert_exit(1, &fixture.run(&["backup", "--dir", "/tmp"])).contains("PostgreSQL only"));
 
     fixture.write("0003_mixed.up.sql", "SELECT 1;");
-    assert!(assert_fails(&fixture.run(&["status"])).contains("separate directories"));
+    assert!(assert_exit(1, &fixture.run(&["status"])).contains("separate directories"));
     fixture.drop().await;
 }
 

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cutover_tests::{service_url, unique};
+use cutover_tests::{assert_exit, assert_success, output_text, service_url, unique};
 use sqlx::{AssertSqlSafe, PgPool};
 
 /// A fresh database and a directory of migrations for it.
@@ -87,28 +87,6 @@ impl Fixture {
     }
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn assert_ok(output: &Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}:\n{}",
-        output.status.code(),
-        text(output)
-    );
-}
-
-fn assert_fails(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "{}", text(output));
-    text(output)
-}
-
 const CREATE_TABLE: &str = "CREATE TABLE t (id bigint PRIMARY KEY, a int, b int);\n\
                             INSERT INTO t SELECT g, g % 97, g % 89 FROM generate_series(1, 20000) g;";
 
@@ -135,8 +113,12 @@ async fn five_runners_at_once_apply_each_migration_exactly_once() {
         .collect();
     let mut applied = Vec::new();
     for output in &outputs {
-        assert_ok(output);
-        assert!(!text(output).contains("deadlock detected"), "{}", text(output));
+        assert_success(output);
+        assert!(
+            !output_text(output).contains("deadlock detected"),
+            "{}",
+            output_text(output)
+        );
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         applied.extend(
             report["applied"]
@@ -180,7 +162,7 @@ async fn a_failed_statement_is_recorded_and_the_fixed_migration_resumes_there() 
                   CREATE INDEX CONCURRENTLY idx_t_b ON t (b);";
     fixture.write("0002_indexes.up.sql", broken);
 
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(message.contains("migration 2 (indexes) failed at step 2"), "{message}");
     assert!(message.contains("no_such_column"), "{message}");
     let (state, done, failed): (String, i32, Option<i32>) =
@@ -194,7 +176,7 @@ async fn a_failed_statement_is_recorded_and_the_fixed_migration_resumes_there() 
         0,
         "the lock is released after a failure"
     );
-    let status = text(&fixture.run(&["status"]));
+    let status = output_text(&fixture.run(&["status"]));
     assert!(
         status.contains("failed") && status.contains("no_such_column"),
         "{status}"
@@ -205,13 +187,13 @@ async fn a_failed_statement_is_recorded_and_the_fixed_migration_resumes_there() 
         "0002_indexes.up.sql",
         &broken.replace("idx_t_a ON t (a)", "idx_t_a ON t (a, b)"),
     );
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(message.contains("already run"), "{message}");
     // ...fixing the failed one resumes at it.
     fixture.write("0002_indexes.up.sql", &broken.replace("no_such_column", "a, b"));
-    let plan = text(&fixture.run(&["plan"]));
+    let plan = output_text(&fixture.run(&["plan"]));
     assert!(plan.contains("resumes at statement 2"), "{plan}");
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM _cutover_migrations WHERE state = 'applied'")
@@ -234,7 +216,7 @@ async fn an_invalid_index_left_by_a_failed_build_is_rebuilt_not_skipped() {
         "0001_create.up.sql",
         "CREATE TABLE t (id bigint PRIMARY KEY, a int);\nINSERT INTO t VALUES (1, 1), (2, 1);",
     );
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     // A unique build fails on duplicates and leaves an INVALID index behind.
     let failed = sqlx::query("CREATE UNIQUE INDEX CONCURRENTLY idx_t_a ON t (a)")
         .execute(&fixture.pool)
@@ -257,7 +239,7 @@ async fn an_invalid_index_left_by_a_failed_build_is_rebuilt_not_skipped() {
         "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_t_a ON t (a);",
     );
     let output = fixture.run(&["up"]);
-    assert_ok(&output);
+    assert_success(&output);
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM pg_index WHERE NOT indisvalid")
@@ -326,7 +308,7 @@ async fn a_backfill_killed_half_way_resumes_without_touching_any_row_twice() {
         .execute(&fixture.pool)
         .await
         .unwrap();
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM t WHERE v IS DISTINCT FROM id * 2")
@@ -355,7 +337,7 @@ async fn reader_stall_during_ddl(lock_timeout: &str) -> (Duration, String) {
         "0001_create.up.sql",
         "CREATE TABLE t (id bigint PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 1000);",
     );
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     fixture.write(
         "0002_column.up.sql",
         &format!("-- cutover:lock-timeout {lock_timeout}\nALTER TABLE t ADD COLUMN c int;"),
@@ -389,14 +371,14 @@ async fn reader_stall_during_ddl(lock_timeout: &str) -> (Duration, String) {
     holder.commit().await.unwrap();
     let worst = readers.await.unwrap();
     let output = migration.wait_with_output().unwrap();
-    assert_ok(&output);
+    assert_success(&output);
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'c'")
             .await,
         1
     );
-    let log = text(&output);
+    let log = output_text(&output);
     fixture.drop_database().await;
     (worst, log)
 }
@@ -429,7 +411,7 @@ async fn backup_migrate_restore_round_trip() {
         "0001_create.up.sql",
         "CREATE TABLE t (id bigint PRIMARY KEY, keep text, old text);\nINSERT INTO t VALUES (1, 'k', 'o');",
     );
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     fixture.write(
         "0002_drop_old.up.sql",
         "-- cutover:phase contract\n-- cutover:allow ban-drop-column\nALTER TABLE t DROP COLUMN old;",
@@ -439,11 +421,15 @@ async fn backup_migrate_restore_round_trip() {
 
     // Contract migrations never run by default.
     let output = fixture.run(&["up", "--backup-dir", &backup_arg]);
-    assert_ok(&output);
-    assert!(text(&output).contains("2 left for a later phase"), "{}", text(&output));
+    assert_success(&output);
+    assert!(
+        output_text(&output).contains("2 left for a later phase"),
+        "{}",
+        output_text(&output)
+    );
     let output = fixture.run(&["up", "--phase", "contract", "--backup-dir", &backup_arg, "--keep", "2"]);
-    assert_ok(&output);
-    assert!(text(&output).contains("backup "), "{}", text(&output));
+    assert_success(&output);
+    assert!(output_text(&output).contains("backup "), "{}", output_text(&output));
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'old'")
@@ -456,7 +442,7 @@ async fn backup_migrate_restore_round_trip() {
         .map(|e| e.unwrap().path())
         .next()
         .unwrap();
-    assert_ok(&fixture.run(&["restore", &dump.display().to_string()]));
+    assert_success(&fixture.run(&["restore", &dump.display().to_string()]));
     let old: String = sqlx::query_scalar("SELECT old FROM t WHERE id = 1")
         .fetch_one(&fixture.pool)
         .await
@@ -469,14 +455,14 @@ async fn backup_migrate_restore_round_trip() {
     );
 
     for _ in 0..3 {
-        assert_ok(&fixture.run(&["backup", "--dir", &backup_arg, "--keep", "2"]));
+        assert_success(&fixture.run(&["backup", "--dir", &backup_arg, "--keep", "2"]));
     }
     assert_eq!(
         std::fs::read_dir(&backups).unwrap().count(),
         2,
         "only the newest 2 dumps are kept"
     );
-    let message = assert_fails(&fixture.run(&["restore", "/no/such.dump"]));
+    let message = assert_exit(1, &fixture.run(&["restore", "/no/such.dump"]));
     assert!(message.contains("does not exist"), "{message}");
     fixture.drop_database().await;
 }
@@ -485,20 +471,20 @@ async fn backup_migrate_restore_round_trip() {
 async fn changed_checksums_are_refused_until_repaired_on_purpose() {
     let fixture = Fixture::new().await;
     fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     // Line endings and trailing spaces do not count as changes.
     fixture.write(
         "0001_create.up.sql",
         "CREATE TABLE t (id bigint PRIMARY KEY);   \r\n\r\n",
     );
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
 
     fixture.write(
         "0001_create.up.sql",
         "CREATE TABLE t (id bigint PRIMARY KEY, extra int);",
     );
     fixture.write("0002_more.up.sql", "CREATE TABLE u (id bigint PRIMARY KEY);");
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(
         message.contains("migration 1 (create) changed after it was applied"),
         "{message}"
@@ -510,11 +496,11 @@ async fn changed_checksums_are_refused_until_repaired_on_purpose() {
     );
 
     let output = fixture.run(&["repair", "--note", "reformatted 0001 (ticket OPS-12)"]);
-    assert_ok(&output);
+    assert_success(&output);
     assert!(
-        text(&output).contains("realigned the checksums of 1"),
+        output_text(&output).contains("realigned the checksums of 1"),
         "{}",
-        text(&output)
+        output_text(&output)
     );
     let note: String =
         sqlx::query_scalar("SELECT repair_note FROM _cutover_migrations WHERE version = 1 AND repaired_at IS NOT NULL")
@@ -522,7 +508,7 @@ async fn changed_checksums_are_refused_until_repaired_on_purpose() {
             .await
             .unwrap();
     assert_eq!(note, "reformatted 0001 (ticket OPS-12)");
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM _cutover_migrations WHERE state = 'applied'")
@@ -532,7 +518,7 @@ async fn changed_checksums_are_refused_until_repaired_on_purpose() {
 
     // A file removed after it was applied is reported, not ignored.
     fixture.remove("0002_more.up.sql");
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(
         message.contains("migration 2 (more) is applied in the database but missing"),
         "{message}"
@@ -550,9 +536,9 @@ async fn down_uses_the_stored_sql_and_refuses_irreversible_migrations() {
     fixture.write("0003_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
     fixture.write("0003_index.down.sql", "DROP INDEX CONCURRENTLY IF EXISTS idx_t_a;");
     fixture.write("0004_seed.up.sql", "INSERT INTO t VALUES (1, 1, 1);");
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
 
-    let message = assert_fails(&fixture.run(&["down", "--to", "1"]));
+    let message = assert_exit(1, &fixture.run(&["down", "--to", "1"]));
     assert!(message.contains("migration 4 (seed) is irreversible"), "{message}");
     assert_eq!(
         fixture.scalar("SELECT count(*) FROM _cutover_migrations").await,
@@ -567,8 +553,12 @@ async fn down_uses_the_stored_sql_and_refuses_irreversible_migrations() {
         fixture.remove(file);
     }
     let output = fixture.run(&["down", "--to", "1"]);
-    assert_ok(&output);
-    assert!(text(&output).contains("reverted 4, 3, 2"), "{}", text(&output));
+    assert_success(&output);
+    assert!(
+        output_text(&output).contains("reverted 4, 3, 2"),
+        "{}",
+        output_text(&output)
+    );
     assert_eq!(fixture.scalar("SELECT count(*) FROM _cutover_migrations").await, 1);
     assert_eq!(
         fixture
@@ -591,8 +581,8 @@ async fn a_dry_run_changes_nothing() {
     fixture.write("0001_create.up.sql", CREATE_TABLE);
     fixture.write("0002_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
     let output = fixture.run(&["up", "--dry-run"]);
-    assert_ok(&output);
-    let out = text(&output);
+    assert_success(&output);
+    let out = output_text(&output);
     assert!(out.contains("dry run: nothing was changed"), "{out}");
     assert!(
         out.contains("per-statement (line 1: CREATE INDEX CONCURRENTLY cannot run in a transaction)"),
@@ -611,10 +601,10 @@ async fn a_dry_run_changes_nothing() {
 async fn the_lint_refuses_a_plain_index_on_an_existing_table_and_explains_the_fix() {
     let fixture = Fixture::new().await;
     fixture.write("0001_create.up.sql", CREATE_TABLE);
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     fixture.write("0002_more.up.sql", "CREATE TABLE u (id bigint PRIMARY KEY);");
     fixture.write("0003_index.up.sql", "-- indexes t.a\nCREATE INDEX idx_t_a ON t (a);");
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(
         message.contains("0003_index.up.sql:2: require-concurrent-index-creation"),
         "{message}"
@@ -629,11 +619,11 @@ async fn the_lint_refuses_a_plain_index_on_an_existing_table_and_explains_the_fi
         1,
         "0002 was not applied either"
     );
-    assert_fails(&fixture.run(&["lint"]));
+    assert_exit(1, &fixture.run(&["lint"]));
 
     fixture.write("0003_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
-    assert_ok(&fixture.run(&["lint"]));
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["lint"]));
+    assert_success(&fixture.run(&["up"]));
     fixture.drop_database().await;
 }
 
@@ -642,7 +632,7 @@ async fn malformed_files_and_urls_are_refused_with_the_file_and_line() {
     let fixture = Fixture::new().await;
     fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
     fixture.write("0002_bad.up.sql", "-- cutover:lock-timeout forever\nSELECT 1;");
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(
         message.contains("0002_bad.up.sql:1: `forever` is not a duration"),
         "{message}"
@@ -655,7 +645,7 @@ async fn malformed_files_and_urls_are_refused_with_the_file_and_line() {
     );
 
     fixture.write("0002_bad.up.sql", "SELECT 1;\nCREATE TABLEE u (id int);");
-    let message = assert_fails(&fixture.run(&["up"]));
+    let message = assert_exit(1, &fixture.run(&["up"]));
     assert!(message.contains("0002_bad.up.sql:2: cannot parse"), "{message}");
 
     fixture.remove("0002_bad.up.sql");
@@ -665,7 +655,7 @@ async fn malformed_files_and_urls_are_refused_with_the_file_and_line() {
         .arg("status")
         .output()
         .unwrap();
-    let message = assert_fails(&output);
+    let message = assert_exit(1, &output);
     assert!(
         message.contains("not a database URL this tool supports") && !message.contains("hunter2"),
         "{message}"
@@ -682,13 +672,13 @@ async fn the_briefs_v1_3_0_migrations_apply_by_phase_and_revert() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, fixture.dir.join(path.file_name().unwrap())).unwrap();
     }
-    assert_ok(&fixture.run(&["lint"]));
-    assert_ok(&fixture.run(&["up", "--phase", "expand"]));
+    assert_success(&fixture.run(&["lint"]));
+    assert_success(&fixture.run(&["up", "--phase", "expand"]));
     sqlx::query("INSERT INTO users (username, email) SELECT 'u' || g, 'u' || g || '@example.com' FROM generate_series(1, 3000) g")
         .execute(&fixture.pool)
         .await
         .unwrap();
-    assert_ok(&fixture.run(&["up"]));
+    assert_success(&fixture.run(&["up"]));
     assert_eq!(
         fixture.scalar("SELECT count(*) FROM users WHERE notification_settings = '{\"email\": true, \"sms\": false, \"push\": true}'::jsonb").await,
         3000
@@ -706,7 +696,7 @@ async fn the_briefs_v1_3_0_migrations_apply_by_phase_and_revert() {
         1
     );
     let output = fixture.run(&["down", "--to", "1"]);
-    assert_ok(&output);
+    assert_success(&output);
     assert_eq!(
         fixture
             .scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'user_preferences'")
