@@ -35,6 +35,20 @@
 //! assert_eq!(lifecycle.phase(), Phase::Draining);
 //! # }
 //! ```
+//!
+//! With the `http` feature, [`problem::Problem`] is the RFC 9457 error body every cutover crate
+//! answers with.
+//!
+//! # Feature flags
+//!
+//! | feature | enables |
+//! | --- | --- |
+//! | `http` | [`problem::Problem`]: problem+json documents as `http` responses |
+//! | `axum` | `Problem` as an axum `IntoResponse` |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "http")]
+pub mod problem;
 
 use std::{
     fmt,

@@ -67,7 +67,7 @@
 //! - A check that panics is failed with `check panicked: <message>`; the process keeps running.
 //! - A check error is recorded with its source chain, and secrets are
 //!   [redacted](redact) before anything else sees it: a password in a connection URL never
-//!   reaches a response or a log line. [`ErrorDetails`] can hide error text from
+//!   reaches a response or a log line. [`ErrorDetails`] keeps error text and system details from
 //!   unauthenticated callers altogether; statuses stay visible.
 //! - Results older than three intervals count as failed, so a stopped scheduler cannot leave
 //!   a stale "healthy" behind.

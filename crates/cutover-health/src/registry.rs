@@ -59,7 +59,13 @@ pub enum Mode {
     },
 }
 
-/// Who may see error text in health responses. Statuses are always visible.
+/// Who may see details in health responses: error text, check messages and observed values
+/// (memory figures, disk paths). Statuses are always visible.
+///
+/// The default is [`never`](Self::never): a public `/health` tells anyone whether each check
+/// passes, and nothing about the machine. Give operators a token with
+/// [`bearer_token`](Self::bearer_token), or serve
+/// [`admin_router`](HealthRegistry::admin_router) on an address only they reach.
 #[derive(Clone, Default)]
 pub struct ErrorDetails {
     policy: DetailPolicy,
@@ -67,24 +73,24 @@ pub struct ErrorDetails {
 
 #[derive(Clone, Default)]
 enum DetailPolicy {
-    #[default]
     Always,
+    #[default]
     Never,
     Token(Arc<str>),
 }
 
 impl ErrorDetails {
-    /// Show (redacted) error text to everyone. The default: it is what makes `/health` useful
-    /// when something breaks, and secrets are already removed.
+    /// Show details (redacted error text, messages, observed values) to everyone: only for
+    /// registries whose routes no outsider can reach.
     pub fn always() -> Self {
-        Self::default()
+        Self {
+            policy: DetailPolicy::Always,
+        }
     }
 
-    /// Never show error text; checks still report their status.
+    /// Never show details; checks still report their status (the default).
     pub fn never() -> Self {
-        Self {
-            policy: DetailPolicy::Never,
-        }
+        Self::default()
     }
 
     /// Show error text only to requests carrying `Authorization: Bearer <token>`.
@@ -325,7 +331,7 @@ impl HealthRegistryBuilder {
         self
     }
 
-    /// Who may see error text (default: everyone, redacted).
+    /// Who may see error text and system details (default: nobody; see [`ErrorDetails`]).
     pub fn error_details(mut self, details: ErrorDetails) -> Self {
         self.details = details;
         self

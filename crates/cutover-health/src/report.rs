@@ -60,7 +60,7 @@ pub fn full(
     registry: &HealthRegistry,
     snapshot: Option<&Snapshot>,
     tag: Option<&str>,
-    show_errors: bool,
+    show_details: bool,
     format: Format,
 ) -> Rendered {
     let in_group = |state: &&CheckState| tag.is_none_or(|tag| state.tags().any(|t| t == tag));
@@ -91,7 +91,7 @@ pub fn full(
     match snapshot {
         Some(snapshot) => {
             for state in snapshot.checks.iter().filter(in_group) {
-                checks.insert(state.name().to_owned(), check_body(state, show_errors, format));
+                checks.insert(state.name().to_owned(), check_body(state, show_details, format));
             }
         }
         None => {
@@ -152,12 +152,17 @@ pub fn full(
     }
 }
 
-fn check_body(state: &CheckState, show_errors: bool, format: Format) -> Value {
-    let error = if show_errors {
+/// One check's entry. Without `show_details`, only what a stranger may know: status,
+/// timings, failure counts; error text becomes `"hidden"` and messages and observed values
+/// (memory figures, disk paths) are left out.
+fn check_body(state: &CheckState, show_details: bool, format: Format) -> Value {
+    let error = if show_details {
         state.last_error()
     } else {
         state.last_error().map(|_| "hidden")
     };
+    let message = state.message().filter(|_| show_details);
+    let observed = state.observed_value().filter(|_| show_details);
     match format {
         Format::Json => {
             let mut body = json!({
@@ -172,10 +177,10 @@ fn check_body(state: &CheckState, show_errors: bool, format: Format) -> Value {
             if let Some(kind) = state.failure() {
                 body["failure"] = Value::String(kind.as_str().to_owned());
             }
-            if let Some(message) = state.message() {
+            if let Some(message) = message {
                 body["message"] = Value::String(message.to_owned());
             }
-            if let Some(value) = state.observed_value() {
+            if let Some(value) = observed {
                 body["observed_value"] = value.clone();
                 body["observed_unit"] = json!(state.observed_unit);
             }
@@ -186,7 +191,7 @@ fn check_body(state: &CheckState, show_errors: bool, format: Format) -> Value {
                 "status": state.status().as_ietf(),
                 "time": timestamp(state.checked_at()),
             });
-            match state.observed_value() {
+            match observed {
                 Some(value) => {
                     entry["observedValue"] = value.clone();
                     entry["observedUnit"] = json!(state.observed_unit);
@@ -196,7 +201,7 @@ fn check_body(state: &CheckState, show_errors: bool, format: Format) -> Value {
                     entry["observedUnit"] = json!("ms");
                 }
             }
-            if let Some(output) = error.or(state.message()) {
+            if let Some(output) = error.or(message) {
                 entry["output"] = Value::String(output.to_owned());
             }
             Value::Array(vec![entry])

@@ -11,6 +11,11 @@
 //! Every route answers `GET` and `HEAD`, sends `Cache-Control: no-store`, and returns the IETF
 //! `application/health+json` shape when the request's `Accept` asks for it. Failing probes
 //! answer 503.
+//!
+//! Details are private by default: everyone sees each check's status, but error text and
+//! system details (memory figures, disk paths, check messages) only reach callers allowed by
+//! [`ErrorDetails`](crate::ErrorDetails) (a bearer token), or every caller of
+//! [`admin_router`](HealthRegistry::admin_router), meant for an address only operators reach.
 
 use axum::{
     Router,
@@ -53,6 +58,23 @@ impl HealthRegistry {
     where
         S: Clone + Send + Sync + 'static,
     {
+        self.routes(prefix, false)
+    }
+
+    /// The probe routes for an address only operators reach (an admin port): the same
+    /// routes, but `/health` and `/health/group/{tag}` show every detail (error text, memory,
+    /// disk paths) to every caller, whatever [`ErrorDetails`](crate::ErrorDetails) says.
+    pub fn admin_router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        self.routes("/health", true)
+    }
+
+    fn routes<S>(&self, prefix: &str, all_details: bool) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
         let prefix = prefix.trim_end_matches('/');
         let root = if prefix.is_empty() { "/" } else { prefix };
         Router::new()
@@ -61,8 +83,18 @@ impl HealthRegistry {
             .route(&format!("{prefix}/live"), get(live))
             .route(&format!("{prefix}/startup"), get(startup))
             .route(&format!("{prefix}/group/{{tag}}"), get(group))
-            .with_state(self.clone())
+            .with_state(Probes {
+                registry: self.clone(),
+                all_details,
+            })
     }
+}
+
+/// The routes' state: the registry, and whether this is an admin router.
+#[derive(Clone)]
+struct Probes {
+    registry: HealthRegistry,
+    all_details: bool,
 }
 
 fn format_of(headers: &HeaderMap) -> Format {
@@ -87,23 +119,27 @@ fn respond(rendered: &Rendered, format: Format) -> Response {
         .into_response()
 }
 
-fn shows_errors(registry: &HealthRegistry, headers: &HeaderMap) -> bool {
-    registry
-        .error_details()
-        .allows(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+fn shows_details(probes: &Probes, headers: &HeaderMap) -> bool {
+    probes.all_details
+        || probes
+            .registry
+            .error_details()
+            .allows(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
 }
 
-async fn full_report(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
+async fn full_report(State(probes): State<Probes>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
+    let registry = &probes.registry;
     let snapshot = registry.latest().await;
-    let show_errors = shows_errors(&registry, &headers);
+    let show_errors = shows_details(&probes, &headers);
     respond(
-        &report::full(&registry, snapshot.as_deref(), None, show_errors, format),
+        &report::full(registry, snapshot.as_deref(), None, show_errors, format),
         format,
     )
 }
 
-async fn group(State(registry): State<HealthRegistry>, Path(tag): Path<String>, headers: HeaderMap) -> Response {
+async fn group(State(probes): State<Probes>, Path(tag): Path<String>, headers: HeaderMap) -> Response {
+    let registry = &probes.registry;
     if !registry.has_tag(&tag) {
         let body = serde_json::json!({
             "type": "about:blank",
@@ -126,27 +162,27 @@ async fn group(State(registry): State<HealthRegistry>, Path(tag): Path<String>, 
     }
     let format = format_of(&headers);
     let snapshot = registry.latest().await;
-    let show_errors = shows_errors(&registry, &headers);
+    let show_errors = shows_details(&probes, &headers);
     respond(
-        &report::full(&registry, snapshot.as_deref(), Some(&tag), show_errors, format),
+        &report::full(registry, snapshot.as_deref(), Some(&tag), show_errors, format),
         format,
     )
 }
 
-async fn ready(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
+async fn ready(State(Probes { registry, .. }): State<Probes>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
     let snapshot = registry.latest().await;
     let readiness = registry.readiness_of(snapshot.as_deref());
     respond(&report::readiness(&readiness, snapshot.as_deref(), format), format)
 }
 
-async fn live(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
+async fn live(State(Probes { registry, .. }): State<Probes>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
     let liveness = registry.liveness().await;
     respond(&report::liveness(&liveness, format), format)
 }
 
-async fn startup(State(registry): State<HealthRegistry>, headers: HeaderMap) -> Response {
+async fn startup(State(Probes { registry, .. }): State<Probes>, headers: HeaderMap) -> Response {
     let format = format_of(&headers);
     let startup = registry.startup().await;
     respond(

@@ -186,6 +186,21 @@ impl ShutdownConfig {
         self
     }
 
+    /// Add one exempt path prefix to those already set (`/metrics`, so Prometheus keeps
+    /// scraping until the end).
+    pub fn exempt_path(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        if !self.exempt_paths.contains(&prefix) {
+            self.exempt_paths.push(prefix);
+        }
+        self
+    }
+
+    /// The `Retry-After` sent with 503 responses while stopping.
+    pub fn retry_after_value(&self) -> Duration {
+        self.retry_after
+    }
+
     /// Whether SIGTERM and SIGINT (Ctrl-C on Windows) start the shutdown (default `true`).
     pub fn signals(mut self, enabled: bool) -> Self {
         self.signals = enabled;

@@ -152,6 +152,7 @@ impl ShutdownBuilder {
             cut_flag: AtomicBool::new(false),
             exempt_paths: self.config.exempt_paths.clone(),
             retry_after,
+            refusals: crate::drain::Refusals::new(),
             rejected: AtomicU64::new(0),
         });
         Ok(Shutdown {

@@ -4,6 +4,7 @@
 use std::{
     convert::Infallible,
     future::Future,
+    marker::PhantomData,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -11,30 +12,21 @@ use std::{
 use axum::{
     body::{Body, Bytes},
     extract::{FromRequest, FromRequestParts, Request},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
+use cutover_core::problem::Problem;
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::json;
+use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::{
-    ApiVersion, Negotiated, VersionError, VersionedShape,
+    ApiVersion, Negotiated, TransformError, UnknownFields, VersionChanges, VersionError, VersionedShape,
     changes::Direction,
     layer::{Serving, serving},
     payload::VersionedPayload,
 };
-
-fn problem(status: StatusCode, title: &str, detail: impl Into<String>) -> Response {
-    let body = json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail.into() });
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
 
 /// Rejection when an extractor needs the [`VersionLayer`](crate::VersionLayer) and the request
 /// did not pass through it.
@@ -44,11 +36,10 @@ pub struct MissingVersionLayer;
 
 impl IntoResponse for MissingVersionLayer {
     fn into_response(self) -> Response {
-        problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Server misconfiguration",
-            self.to_string(),
-        )
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_title("Server misconfiguration")
+            .with_detail(self.to_string())
+            .into_response()
     }
 }
 
@@ -129,33 +120,77 @@ where
     }
 }
 
-/// A JSON request body sent in the client's version, brought forward to the newest
-/// representation before it is deserialized: an old client's `{"name": ...}` arrives in the
-/// handler as today's `username`.
+/// A JSON request body sent in the client's version (to create a resource), brought forward
+/// to the newest representation before it is deserialized: an old client's `{"name": ...}`
+/// arrives in the handler as today's `username`.
 ///
-/// Rejections are problem+json: 415 without a JSON content type, 400 for invalid JSON, 422 for
-/// JSON of the wrong shape.
+/// The write contract holds for every version, the newest included: fields the version does
+/// not have are refused with 400 naming them (unless the resource
+/// [ignores them](crate::ResourceBuilder::ignore_unknown_fields)), fields added with a default
+/// get it when absent, and errors name fields as the client's version does.
+///
+/// Rejections are problem+json: 415 without a JSON content type, 413 for a body over the
+/// limit, 400 for invalid JSON or unknown fields, 422 for JSON of the wrong shape. To update a
+/// stored resource, use [`VersionedUpdate`].
 #[derive(Debug, Clone)]
 pub struct VersionedJson<T>(pub T);
 
-/// Why a [`VersionedJson`] body was refused.
-#[derive(Debug)]
-pub struct VersionedJsonRejection(Response);
+/// Why a [`VersionedJson`] or [`VersionedUpdate`] body was refused: a problem document.
+#[derive(Debug, Clone)]
+pub struct VersionedJsonRejection(Problem);
 
-impl IntoResponse for VersionedJsonRejection {
-    fn into_response(self) -> Response {
-        self.0
+impl VersionedJsonRejection {
+    /// The problem sent to the client.
+    pub fn problem(&self) -> &Problem {
+        &self.0
     }
 }
 
-impl<T, S> FromRequest<S> for VersionedJson<T>
-where
-    T: DeserializeOwned + VersionedShape + 'static,
-    S: Send + Sync,
-{
-    type Rejection = VersionedJsonRejection;
+impl IntoResponse for VersionedJsonRejection {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+impl From<Problem> for VersionedJsonRejection {
+    fn from(problem: Problem) -> Self {
+        Self(problem)
+    }
+}
+
+fn misconfigured(error: &dyn std::fmt::Display) -> VersionedJsonRejection {
+    tracing::error!(%error, "could not upgrade a versioned request body");
+    VersionedJsonRejection(Problem::internal())
+}
+
+fn rejection(error: TransformError) -> VersionedJsonRejection {
+    match error {
+        TransformError::UnknownFields(unknown) => VersionedJsonRejection(unknown_fields(&unknown)),
+        TransformError::Json { message, .. } => VersionedJsonRejection(
+            Problem::unprocessable(message)
+                .with_type("urn:cutover:problem:invalid-body")
+                .with_title("Invalid request body"),
+        ),
+        other => misconfigured(&other),
+    }
+}
+
+fn unknown_fields(unknown: &UnknownFields) -> Problem {
+    Problem::bad_request(unknown.to_string())
+        .with_type("urn:cutover:problem:unknown-fields")
+        .with_title("Unknown fields")
+        .with_extension("fields", unknown.fields().to_vec())
+        .with_extension("api_version", unknown.version().to_string())
+}
+
+/// A JSON body, read and parsed, with what the version layer knows about the request.
+struct ReadBody {
+    value: Value,
+    negotiated: Option<Negotiated>,
+}
+
+impl ReadBody {
+    async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Self, VersionedJsonRejection> {
         let is_json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -167,55 +202,163 @@ where
                     || (media.starts_with("application/") && media.ends_with("+json"))
             });
         if !is_json {
-            return Err(VersionedJsonRejection(problem(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Unsupported media type",
-                "expected a request body with `Content-Type: application/json`",
-            )));
+            return Err(VersionedJsonRejection(
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                    .with_detail("expected a request body with `Content-Type: application/json`"),
+            ));
         }
         let negotiated = request.extensions().get::<Negotiated>().cloned();
-        let changes = negotiated
-            .as_ref()
-            .and_then(|n| n.versioning())
-            .and_then(|v| v.changes().cloned());
         let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            VersionedJsonRejection(problem(
-                StatusCode::BAD_REQUEST,
-                "Unreadable body",
-                rejection.body_text(),
-            ))
+            // 413 when the body is over the limit, 400 when it could not be read.
+            let problem = Problem::new(rejection.status()).with_detail(rejection.body_text());
+            VersionedJsonRejection(problem)
         })?;
-        let unprocessable = |error: serde_json::Error| {
-            VersionedJsonRejection(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Invalid request body",
-                error.to_string(),
-            ))
-        };
-        match (negotiated, changes) {
-            (Some(negotiated), Some(changes)) if !negotiated.is_head() => {
-                let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
-                    VersionedJsonRejection(problem(StatusCode::BAD_REQUEST, "Invalid JSON", error.to_string()))
-                })?;
-                let plan = changes.plan::<T>(negotiated.index, Direction::Up).map_err(|error| {
-                    tracing::error!(%error, "could not upgrade a versioned request body");
-                    VersionedJsonRejection(problem(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Server misconfiguration",
-                        "version changes are invalid",
-                    ))
-                })?;
-                plan.apply(&mut value);
-                serde_json::from_value(value).map(Self).map_err(unprocessable)
-            }
-            _ => serde_json::from_slice(&bytes).map(Self).map_err(|error| {
-                if error.is_syntax() || error.is_eof() {
-                    VersionedJsonRejection(problem(StatusCode::BAD_REQUEST, "Invalid JSON", error.to_string()))
-                } else {
-                    unprocessable(error)
-                }
-            }),
+        let value = serde_json::from_slice(&bytes).map_err(|error| {
+            VersionedJsonRejection(
+                Problem::bad_request(error.to_string())
+                    .with_type("urn:cutover:problem:invalid-json")
+                    .with_title("Invalid JSON"),
+            )
+        })?;
+        Ok(Self { value, negotiated })
+    }
+
+    /// The changes and the client's version index, when the request went through a layer
+    /// with changes.
+    fn versioning(&self) -> Option<(VersionChanges, usize, ApiVersion)> {
+        let negotiated = self.negotiated.as_ref()?;
+        let changes = negotiated.versioning()?.changes()?.clone();
+        Some((changes, negotiated.index, negotiated.version.clone()))
+    }
+}
+
+fn plain<T: DeserializeOwned>(value: Value) -> Result<T, VersionedJsonRejection> {
+    serde_json::from_value(value).map_err(|error| rejection(TransformError::from(error)))
+}
+
+impl<T, S> FromRequest<S> for VersionedJson<T>
+where
+    T: DeserializeOwned + VersionedShape + 'static,
+    S: Send + Sync,
+{
+    type Rejection = VersionedJsonRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = ReadBody::read(request, state).await?;
+        match body.versioning() {
+            Some((changes, _, version)) => changes.upgrade(body.value, &version).map(Self).map_err(rejection),
+            None => plain(body.value).map(Self),
         }
+    }
+}
+
+/// A request body that updates a stored resource, in the client's version: a full
+/// representation for `PUT`, a JSON merge patch (RFC 7396, `application/merge-patch+json` or
+/// `application/json`) for `PATCH`. The handler loads the stored resource and calls
+/// [`onto`](Self::onto), which brings the body forward onto it: the client changes what its
+/// version can see, and fields it cannot see keep their stored values (a `1.0` client's `PUT`
+/// never resets a field added in `1.3`).
+///
+/// Fields the version does not have are refused with 400 when the body is read, before the
+/// handler runs.
+///
+/// ```
+/// use axum::{Router, extract::Path, routing::put};
+/// use cutover_versioning::{Shape, Versioned, VersionedJsonRejection, VersionedShape, VersionedUpdate};
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct User { id: u64, username: String, preferences: serde_json::Value }
+/// impl VersionedShape for User {
+///     fn shape() -> Shape { Shape::resource("user") }
+/// }
+///
+/// async fn replace(Path(id): Path<u64>, update: VersionedUpdate<User>) -> Result<Versioned<User>, VersionedJsonRejection> {
+///     let stored = User { id, username: "ada".into(), preferences: serde_json::json!({}) }; // load it
+///     let updated: User = update.onto(&stored)?;
+///     // store `updated`...
+///     Ok(Versioned::ok(updated))
+/// }
+/// let app: Router = Router::new().route("/api/users/{id}", put(replace).patch(replace));
+/// # drop(app);
+/// ```
+#[derive(Debug)]
+pub struct VersionedUpdate<T> {
+    body: ReadBodyParts,
+    patch: bool,
+    _target: PhantomData<fn() -> T>,
+}
+
+#[derive(Debug)]
+struct ReadBodyParts {
+    value: Value,
+    versioning: Option<(VersionChanges, ApiVersion)>,
+}
+
+impl<T> VersionedUpdate<T>
+where
+    T: DeserializeOwned + VersionedShape + 'static,
+{
+    /// Whether the body is a merge patch (`PATCH`) rather than a full representation.
+    pub fn is_patch(&self) -> bool {
+        self.patch
+    }
+
+    /// The body as sent, in the client's version.
+    pub fn body(&self) -> &Value {
+        &self.body.value
+    }
+
+    /// Apply the body to `stored` (the resource as it is, newest representation) and
+    /// deserialize the result. Rejections: 422 when the result is not a valid `T` (named in
+    /// the client's vocabulary), 500 when the version changes are invalid.
+    pub fn onto<R>(self, stored: &R) -> Result<T, VersionedJsonRejection>
+    where
+        R: Serialize + VersionedShape + 'static,
+    {
+        let ReadBodyParts { value, versioning } = self.body;
+        match (versioning, self.patch) {
+            (Some((changes, version)), false) => changes.upgrade_onto(value, &version, stored).map_err(rejection),
+            (Some((changes, version)), true) => changes.patch_onto(value, &version, stored).map_err(rejection),
+            (None, false) => plain(value),
+            (None, true) => {
+                let mut current = serde_json::to_value(stored).map_err(|error| misconfigured(&error))?;
+                crate::changes::merge_patch(&mut current, value);
+                plain(current)
+            }
+        }
+    }
+}
+
+impl<T, S> FromRequest<S> for VersionedUpdate<T>
+where
+    T: DeserializeOwned + VersionedShape + 'static,
+    S: Send + Sync,
+{
+    type Rejection = VersionedJsonRejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let patch = request.method() == Method::PATCH;
+        let body = ReadBody::read(request, state).await?;
+        let versioning = match body.versioning() {
+            Some((changes, index, version)) => {
+                let plan = changes
+                    .plan::<T>(index, Direction::Up)
+                    .map_err(|error| misconfigured(&error))?;
+                changes
+                    .check_fields(&plan, &body.value, index)
+                    .map_err(|unknown| VersionedJsonRejection(unknown_fields(&unknown)))?;
+                Some((changes, version))
+            }
+            None => None,
+        };
+        Ok(Self {
+            body: ReadBodyParts {
+                value: body.value,
+                versioning,
+            },
+            patch,
+            _target: PhantomData,
+        })
     }
 }
 

@@ -59,16 +59,20 @@ mod set;
 mod version;
 
 pub use changes::{
-    ChangeBuilder, ResourceBuilder, Shape, TransformError, VersionChanges, VersionChangesBuilder, VersionChangesError,
-    VersionedShape,
+    ChangeBuilder, ResourceBuilder, Shape, TransformError, UnknownFields, VersionChanges, VersionChangesBuilder,
+    VersionChangesError, VersionedShape,
 };
 #[cfg(feature = "axum")]
 pub use extract::{
     MissingVersionLayer, VersionRange, VersionRangeService, Versioned, VersionedJson, VersionedJsonRejection,
+    VersionedUpdate,
 };
 pub use layer::{VersionLayer, VersionService, Versioning};
 pub use negotiate::Negotiated;
 pub use payload::VersionedPayload;
 pub use problem::VersionError;
-pub use set::{Conflict, Resolution, Source, VersionSet, VersionSetBuilder, VersionSetError};
+pub use set::{
+    Conflict, DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_SOURCE_LEN, Resolution, Source, VersionSet, VersionSetBuilder,
+    VersionSetError,
+};
 pub use version::{ApiVersion, ParseVersionError};

@@ -75,7 +75,14 @@ pub(crate) fn negotiate(
     let mut first: Option<(Source, ApiVersion)> = None;
     let mut others: Vec<(Source, ApiVersion)> = Vec::new();
     let mut stripped = None;
+    let mut considered = 0;
     let mut consider = |candidate: Candidate<'_>| -> Result<(), VersionError> {
+        considered += 1;
+        if considered > inner.max_candidates {
+            return Err(VersionError::TooMany {
+                limit: inner.max_candidates,
+            });
+        }
         let version = candidate
             .text
             .parse::<ApiVersion>()
@@ -98,6 +105,12 @@ pub(crate) fn negotiate(
         match source {
             Source::Header => {
                 for value in headers.get_all(&inner.header) {
+                    if value.len() > inner.max_source_len {
+                        return Err(VersionError::TooLong {
+                            location: source,
+                            limit: inner.max_source_len,
+                        });
+                    }
                     match value.to_str() {
                         Ok(text) => {
                             for part in text.split(',') {
@@ -125,6 +138,12 @@ pub(crate) fn negotiate(
                 if let Some(query) = uri.query() {
                     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
                         if key == inner.query_param.as_str() {
+                            if value.len() > inner.max_source_len {
+                                return Err(VersionError::TooLong {
+                                    location: source,
+                                    limit: inner.max_source_len,
+                                });
+                            }
                             consider(Candidate { source, text: value })?;
                         }
                     }

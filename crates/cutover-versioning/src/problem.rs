@@ -40,6 +40,22 @@ pub enum VersionError {
         /// Every (source, version) found.
         candidates: Vec<(Source, ApiVersion)>,
     },
+    /// A source holds more text than any version needs (see
+    /// [`VersionSetBuilder::max_source_length`](crate::VersionSetBuilder::max_source_length)).
+    #[error("the {location} holds more than {limit} bytes; an API version is a few characters, e.g. `1.2`")]
+    TooLong {
+        /// Where it came from.
+        location: Source,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request names more versions than allowed (see
+    /// [`VersionSetBuilder::max_versions_per_request`](crate::VersionSetBuilder::max_versions_per_request)).
+    #[error("the request names more than {limit} API versions; name one")]
+    TooMany {
+        /// The limit.
+        limit: usize,
+    },
     /// The endpoint does not exist in the negotiated version.
     #[error("{detail}")]
     OutOfRange {
@@ -87,6 +103,7 @@ impl VersionError {
             Self::Retired { .. } => "urn:cutover:problem:retired-api-version",
             Self::Ambiguous { .. } => "urn:cutover:problem:ambiguous-api-version",
             Self::OutOfRange { .. } => "urn:cutover:problem:api-version-out-of-range",
+            Self::TooLong { .. } | Self::TooMany { .. } => "urn:cutover:problem:api-version-request-too-large",
         }
     }
 
@@ -97,6 +114,7 @@ impl VersionError {
             Self::Retired { .. } => "Retired API version",
             Self::Ambiguous { .. } => "Ambiguous API version",
             Self::OutOfRange { .. } => "Endpoint not available in this API version",
+            Self::TooLong { .. } | Self::TooMany { .. } => "Malformed API version",
         }
     }
 
@@ -106,7 +124,7 @@ impl VersionError {
             Self::Unsupported { requested } | Self::Retired { requested, .. } | Self::OutOfRange { requested, .. } => {
                 Some(requested.to_string())
             }
-            Self::Ambiguous { .. } => None,
+            Self::Ambiguous { .. } | Self::TooLong { .. } | Self::TooMany { .. } => None,
         }
     }
 

@@ -90,7 +90,14 @@ pub(crate) struct SetInner {
     pub(crate) deprecated_header: Option<HeaderValue>,
     pub(crate) vary: Option<HeaderValue>,
     pub(crate) report_versions: bool,
+    pub(crate) max_source_len: usize,
+    pub(crate) max_candidates: usize,
 }
+
+/// Longest text one source may hold by default: a version header value or query value.
+pub const DEFAULT_MAX_SOURCE_LEN: usize = 256;
+/// Most versions one request may name by default, all sources together.
+pub const DEFAULT_MAX_CANDIDATES: usize = 8;
 
 /// The supported versions of an API, validated. Cheap to clone.
 ///
@@ -168,6 +175,8 @@ pub struct VersionSetBuilder {
     header: String,
     query_param: String,
     report_versions: bool,
+    max_source_len: usize,
+    max_candidates: usize,
 }
 
 impl VersionSet {
@@ -186,6 +195,8 @@ impl VersionSet {
             header: "accept-version".to_owned(),
             query_param: "version".to_owned(),
             report_versions: true,
+            max_source_len: DEFAULT_MAX_SOURCE_LEN,
+            max_candidates: DEFAULT_MAX_CANDIDATES,
         }
     }
 
@@ -357,6 +368,22 @@ impl VersionSetBuilder {
         self
     }
 
+    /// The longest value a version header (or `version` query parameter) may hold before the
+    /// request is refused with 400 without reading it (default 256 bytes). Hostile clients send
+    /// megabytes; honest ones send `1.2`.
+    pub fn max_source_length(mut self, bytes: usize) -> Self {
+        self.max_source_len = bytes.max(1);
+        self
+    }
+
+    /// The most versions a request may name, all sources together, before it is refused with
+    /// 400 (default 8). A list such as `Accept-Version: 1.2, 1.3` is legal; forty thousand
+    /// entries are not.
+    pub fn max_versions_per_request(mut self, count: usize) -> Self {
+        self.max_candidates = count.max(1);
+        self
+    }
+
     /// Validate and build.
     pub fn build(self) -> Result<VersionSet, VersionSetError> {
         if self.supported.is_empty() {
@@ -457,6 +484,8 @@ impl VersionSetBuilder {
                 deprecated_header,
                 vary,
                 report_versions: self.report_versions,
+                max_source_len: self.max_source_len,
+                max_candidates: self.max_candidates,
             }),
         })
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::{Router, body::Body, routing::get};
 use cutover_health::{
-    ErrorDetails, HealthRegistry, Phase, Registration, check_fn,
+    ErrorDetails, HealthRegistry, Outcome, Phase, Registration, check_fn,
     testing::{Behavior, ScriptedCheck, StaticCheck, probe, send},
 };
 use http::{Method, Request, StatusCode, header};
@@ -19,6 +19,13 @@ async fn started(registry: &HealthRegistry) -> Router {
     registry.mark_started();
     registry.refresh().await;
     registry.router()
+}
+
+/// The routes for an address only operators reach: every detail shown.
+async fn started_admin(registry: &HealthRegistry) -> Router {
+    registry.mark_started();
+    registry.refresh().await;
+    registry.admin_router()
 }
 
 #[tokio::test]
@@ -80,7 +87,7 @@ async fn full_report_has_the_documented_shape() {
         .check("cache", StaticCheck::failing("timeout talking to cache"))
         .build()
         .unwrap();
-    let app = started(&registry).await;
+    let app = started_admin(&registry).await;
     let body = probe(&app, "/health").await.json;
     for key in [
         "status",
@@ -222,6 +229,7 @@ async fn health_json_accept_header_selects_the_ietf_shape() {
         .check("db", StaticCheck::healthy())
         .register(Registration::new("upstream", StaticCheck::failing("502")).non_critical())
         .check("memory", StaticCheck::new(Behavior::Degraded("85% used".into())))
+        .error_details(ErrorDetails::always())
         .build()
         .unwrap();
     let app = started(&registry).await;
@@ -265,6 +273,7 @@ async fn secrets_never_appear_in_any_response() {
             check_fn(|_| async { Err("telegram rejected token 98765:SECRET-bot-token".into()) }),
         )
         .redact("98765:SECRET-bot-token")
+        .error_details(ErrorDetails::always())
         .build()
         .unwrap();
     let app = started(&registry).await;
@@ -284,6 +293,54 @@ async fn secrets_never_appear_in_any_response() {
         "cannot connect to postgres://svc:***@db.internal:5432/app"
     );
     assert_eq!(body["checks"]["bot"]["last_error"], "telegram rejected token ***");
+}
+
+#[tokio::test]
+async fn details_are_private_by_default_and_shown_on_the_admin_routes() {
+    let registry = HealthRegistry::builder()
+        .check("db", StaticCheck::failing("connection refused by db.internal:5432"))
+        .check(
+            "disk",
+            check_fn(|_| async {
+                Ok(Outcome::degraded("/var/lib/app has 9137 MiB left").with_observed(json!(9137), "MiB"))
+            }),
+        )
+        .build()
+        .unwrap();
+    let public = started(&registry).await;
+    for accept in ["application/json", "application/health+json"] {
+        let text = send(&public, get_with("/health", header::ACCEPT, accept))
+            .await
+            .json
+            .to_string();
+        for secret in ["db.internal", "/var/lib/app", "9137"] {
+            assert!(!text.contains(secret), "{accept} shows {secret}: {text}");
+        }
+    }
+    let anonymous = probe(&public, "/health").await.json;
+    assert_eq!(
+        anonymous["checks"]["db"]["status"], "unhealthy",
+        "statuses stay visible"
+    );
+    assert_eq!(anonymous["checks"]["disk"]["status"], "degraded");
+    assert_eq!(anonymous["checks"]["db"]["last_error"], "hidden");
+    assert!(anonymous["checks"]["disk"].get("message").is_none());
+    assert!(anonymous["checks"]["disk"].get("observed_value").is_none());
+
+    let admin = started_admin(&registry).await;
+    let operator = probe(&admin, "/health").await.json;
+    assert_eq!(
+        operator["checks"]["db"]["last_error"],
+        "connection refused by db.internal:5432"
+    );
+    assert_eq!(operator["checks"]["disk"]["message"], "/var/lib/app has 9137 MiB left");
+    assert_eq!(operator["checks"]["disk"]["observed_value"], 9137);
+    // The probes are the same on both.
+    assert_eq!(probe(&admin, "/health/live").await.status, StatusCode::OK);
+    assert_eq!(
+        probe(&admin, "/health/ready").await.json,
+        probe(&public, "/health/ready").await.json
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -16,7 +17,8 @@ type BoxError = Box<dyn Error + Send + Sync>;
 
 pin_project! {
     /// Response body of [`DrainService`](super::DrainService): the inner body, which counts as
-    /// in flight until it ends and is cut at the shutdown deadline; or the empty body of a 503.
+    /// in flight until it ends and is cut at the shutdown deadline; or the problem document of
+    /// a 503.
     pub struct DrainBody<B> {
         #[pin]
         kind: BodyKind<B>,
@@ -29,7 +31,7 @@ type Tracking = (TaskTrackerToken, Arc<DrainState>);
 pin_project! {
     #[project = BodyKindProj]
     enum BodyKind<B> {
-        Empty,
+        Problem { document: Option<Bytes> },
         Inner {
             #[pin]
             inner: B,
@@ -41,8 +43,13 @@ pin_project! {
 }
 
 impl<B> DrainBody<B> {
-    pub(crate) fn empty() -> Self {
-        Self { kind: BodyKind::Empty }
+    /// A 503's problem document, written at once.
+    pub(crate) fn problem(document: Bytes) -> Self {
+        Self {
+            kind: BodyKind::Problem {
+                document: Some(document),
+            },
+        }
     }
 
     /// The inner body, when this one is not tracked (probe responses and small bodies of known
@@ -73,19 +80,22 @@ impl<B> DrainBody<B> {
 impl<B> Body for DrainBody<B>
 where
     B: Body,
+    B::Data: From<Bytes>,
     B::Error: Into<BoxError>,
 {
     type Data = B::Data;
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let BodyKindProj::Inner {
-            inner,
-            tracked,
-            cut_wait,
-        } = self.project().kind.project()
-        else {
-            return Poll::Ready(None);
+        let (inner, tracked, cut_wait) = match self.project().kind.project() {
+            BodyKindProj::Inner {
+                inner,
+                tracked,
+                cut_wait,
+            } => (inner, tracked, cut_wait),
+            BodyKindProj::Problem { document } => {
+                return Poll::Ready(document.take().map(|bytes| Ok(Frame::data(bytes.into()))));
+            }
         };
         // A body that streams without ever pausing must be cut too.
         if tracked.as_ref().is_some_and(|(_, state)| state.is_cut()) {
@@ -119,14 +129,14 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            BodyKind::Empty => true,
+            BodyKind::Problem { document } => document.is_none(),
             BodyKind::Inner { inner, .. } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            BodyKind::Empty => SizeHint::with_exact(0),
+            BodyKind::Problem { document } => SizeHint::with_exact(document.as_ref().map_or(0, |d| d.len() as u64)),
             BodyKind::Inner { inner, .. } => inner.size_hint(),
         }
     }
@@ -135,7 +145,7 @@ where
 impl<B> fmt::Debug for DrainBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
-            BodyKind::Empty => "empty",
+            BodyKind::Problem { .. } => "problem",
             BodyKind::Inner { .. } => "inner",
         };
         f.debug_tuple("DrainBody").field(&kind).finish()

@@ -114,7 +114,7 @@ where
                 let cut = cut_wait.get_or_insert_with(|| state.cut_wait());
                 if state.is_cut() || cut.as_mut().poll(cx).is_ready() {
                     in_flight.take();
-                    return Poll::Ready(Ok(unavailable(*version, &state.retry_after)));
+                    return Poll::Ready(Ok(unavailable(*version, &state.retry_after, &state.refusals.cut)));
                 }
                 Poll::Pending
             }

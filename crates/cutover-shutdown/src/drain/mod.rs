@@ -7,7 +7,7 @@
 //! | --- | --- | --- |
 //! | `Starting`, `Ready` | served | unchanged |
 //! | `Draining` | served normally | HTTP/1.x responses carry `Connection: close`, so pooled clients reconnect to another instance |
-//! | `Stopping` | refused with `503`, `Connection: close`, `Retry-After` (probe paths still served) | in-flight ones finish; long-lived ones see their [`ShutdownToken`] fire |
+//! | `Stopping` | refused with `503` (a problem+json body), `Connection: close`, `Retry-After` (probe paths still served) | in-flight ones finish; long-lived ones see their [`ShutdownToken`] fire |
 //! | deadline | | whatever is still running is cut: a pending handler answers `503`, a streaming body ends with an error |
 //!
 //! The layer counts requests in flight until their response **body** is finished, so a
@@ -31,7 +31,11 @@ use std::{
     task::{Context, Poll},
 };
 
-use cutover_core::{Lifecycle, Phase};
+use bytes::Bytes;
+use cutover_core::{
+    Lifecycle, Phase,
+    problem::{PROBLEM_JSON, Problem},
+};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_service::Service;
@@ -58,6 +62,7 @@ pub(crate) struct DrainState {
     pub(crate) cut_flag: AtomicBool,
     pub(crate) exempt_paths: Vec<String>,
     pub(crate) retry_after: HeaderValue,
+    pub(crate) refusals: Refusals,
     pub(crate) rejected: AtomicU64,
 }
 
@@ -101,13 +106,38 @@ pub(crate) fn close_connection(headers: &mut http::HeaderMap, version: Version) 
     }
 }
 
-pub(crate) fn unavailable<B>(version: Version, retry_after: &HeaderValue) -> Response<DrainBody<B>> {
-    let mut response = Response::new(DrainBody::empty());
+/// The problem documents of the two 503s the layer answers with, rendered once.
+#[derive(Debug)]
+pub(crate) struct Refusals {
+    /// A new request while stopping.
+    pub(crate) stopping: Bytes,
+    /// A request whose handler was still running at the deadline.
+    pub(crate) cut: Bytes,
+}
+
+impl Refusals {
+    pub(crate) fn new() -> Self {
+        let render = |detail: &str| {
+            let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .with_type("urn:cutover:problem:shutting-down")
+                .with_detail(detail);
+            Bytes::from(serde_json::to_vec(&problem.to_json()).unwrap_or_default())
+        };
+        Self {
+            stopping: render("this instance is shutting down; retry the request (another instance will answer)"),
+            cut: render("this instance shut down before the request finished"),
+        }
+    }
+}
+
+pub(crate) fn unavailable<B>(version: Version, retry_after: &HeaderValue, document: &Bytes) -> Response<DrainBody<B>> {
+    let mut response = Response::new(DrainBody::problem(document.clone()));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, retry_after.clone());
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(document.len()));
     close_connection(headers, version);
     response
 }
@@ -153,7 +183,11 @@ where
         let exempt = self.state.is_exempt(request.uri().path());
         if !exempt && self.state.lifecycle.phase() >= Phase::Stopping {
             self.state.rejected.fetch_add(1, Ordering::Relaxed);
-            return ResponseFuture::rejected(unavailable(version, &self.state.retry_after));
+            return ResponseFuture::rejected(unavailable(
+                version,
+                &self.state.retry_after,
+                &self.state.refusals.stopping,
+            ));
         }
         request.extensions_mut().insert(self.state.stopping.clone());
         // Probes are answered to the end but never hold the shutdown up.
@@ -175,6 +209,7 @@ mod tests {
             cut_flag: AtomicBool::new(false),
             exempt_paths: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             retry_after: HeaderValue::from_static("1"),
+            refusals: Refusals::new(),
             rejected: AtomicU64::new(0),
         }
     }

@@ -1,10 +1,16 @@
 //! Version changes, Stripe-style: handlers produce only the newest representation, and each
 //! version that broke compatibility declares, once, what it changed. Responses are walked back
 //! one version at a time (newest first); request bodies forward (oldest first).
+//!
+//! Writes follow one contract, whatever the version: a client may only change the fields its
+//! version can see. Fields it does not know are refused ([`UnknownFields`]), fields added after
+//! its version keep their stored value on updates ([`VersionChanges::upgrade_onto`],
+//! [`VersionChanges::patch_onto`]) and take their declared default on creation.
 
 mod ops;
 mod plan;
 mod shape;
+mod write;
 
 use std::{
     any::TypeId,
@@ -17,6 +23,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 pub use shape::{Shape, VersionedShape};
+pub use write::UnknownFields;
+pub(crate) use write::merge_patch;
 
 pub(crate) use self::plan::Direction;
 use self::{ops::Op, plan::Plan};
@@ -47,9 +55,28 @@ pub enum TransformError {
     /// The type's shape names resources that were never declared.
     #[error(transparent)]
     Invalid(#[from] VersionChangesError),
-    /// The value could not be turned into JSON, or the JSON into the type.
-    #[error("{0}")]
-    Json(#[from] serde_json::Error),
+    /// The value could not be turned into JSON, or the JSON into the type. The message
+    /// names fields as the client's version calls them.
+    #[error("{message}")]
+    Json {
+        /// What serde said, in the client's vocabulary.
+        message: String,
+        /// The error itself.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A request names fields its version does not have.
+    #[error(transparent)]
+    UnknownFields(#[from] UnknownFields),
+}
+
+impl From<serde_json::Error> for TransformError {
+    fn from(source: serde_json::Error) -> Self {
+        Self::Json {
+            message: source.to_string(),
+            source,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +84,13 @@ struct ResourceChanges {
     head_fields: Vec<String>,
     /// Changes per version index (the version that introduced them).
     by_version: BTreeMap<usize, Vec<Op>>,
+    /// The top-level fields at each version index.
+    fields_at: Vec<Vec<String>>,
+    /// At each version index, `(newest name, name at that version)` of the fields whose name
+    /// differs, for messages in the client's vocabulary.
+    renamed_at: Vec<Vec<(String, String)>>,
+    /// Whether requests may carry fields the version does not have.
+    ignore_unknown: bool,
 }
 
 /// The declared changes of every resource, with compiled plans cached per (type, version).
@@ -124,6 +158,7 @@ impl fmt::Debug for VersionChangesBuilder {
 #[derive(Default)]
 pub struct ResourceBuilder {
     versions: Vec<(String, Vec<Op>)>,
+    ignore_unknown: bool,
 }
 
 impl fmt::Debug for ResourceBuilder {
@@ -139,6 +174,14 @@ impl ResourceBuilder {
     pub fn version(mut self, version: &str, changes: impl FnOnce(ChangeBuilder) -> ChangeBuilder) -> Self {
         let built = changes(ChangeBuilder::default());
         self.versions.push((version.to_owned(), built.ops));
+        self
+    }
+
+    /// Accept (and drop) fields a request's version does not have, instead of refusing the
+    /// request with 400. For resources whose clients are known to send extra fields; the
+    /// stored resource is protected either way.
+    pub fn ignore_unknown_fields(mut self) -> Self {
+        self.ignore_unknown = true;
         self
     }
 }
@@ -244,6 +287,13 @@ impl ChangeBuilder {
 
     /// Any other change: `down` turns the new shape into the old one (responses), `up` the
     /// old into the new (requests).
+    ///
+    /// A custom change is taken not to add, remove or rename top-level fields (those are
+    /// what requests are checked against): declare such changes with [`added`](Self::added),
+    /// [`removed`](Self::removed) and [`renamed`](Self::renamed), or let the resource
+    /// [`ignore_unknown_fields`](ResourceBuilder::ignore_unknown_fields). `up` sees the
+    /// request body only; a write that sends back exactly what it read is still stored
+    /// unchanged, because a version step that receives the stored value gives the stored value.
     pub fn custom(
         mut self,
         down: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static,
@@ -294,15 +344,154 @@ impl VersionChanges {
         Ok(json)
     }
 
-    /// A request `body` sent by a client of `version`, brought to the newest representation
-    /// and deserialized.
+    /// A request `body` sent by a client of `version` to create a resource, brought to the
+    /// newest representation and deserialized. Fields the version does not have are refused
+    /// (unless the resource ignores them); fields added with a default get it when absent, in
+    /// every version that has them.
     pub fn upgrade<T>(&self, mut body: Value, version: &ApiVersion) -> Result<T, TransformError>
     where
         T: DeserializeOwned + VersionedShape + 'static,
     {
         let index = self.index(version)?;
-        self.plan::<T>(index, Direction::Up)?.apply(&mut body);
-        Ok(serde_json::from_value(body)?)
+        let plan = self.plan::<T>(index, Direction::Up)?;
+        self.check_fields(&plan, &body, index)?;
+        plan.apply(&mut body);
+        self.deserialize(&plan, body, index)
+    }
+
+    /// A `PUT` body from a client of `version`: a full representation in that version,
+    /// brought forward **onto** `stored` (the resource as it is now, newest representation).
+    /// The client replaces what its version can see; fields it cannot see keep their stored
+    /// values instead of being reset to defaults.
+    ///
+    /// ```
+    /// use cutover_versioning::{Shape, VersionChanges, VersionSet, VersionedShape};
+    /// use serde_json::json;
+    ///
+    /// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    /// struct User { name: String, preferences: serde_json::Value }
+    /// impl VersionedShape for User {
+    ///     fn shape() -> Shape { Shape::resource("user") }
+    /// }
+    ///
+    /// let versions = VersionSet::builder().supported(["1.0", "1.1"]).build()?;
+    /// let changes = VersionChanges::builder(&versions)
+    ///     .resource("user", ["name", "preferences"], |user| {
+    ///         user.version("1.1", |v| v.added_with_default("preferences", json!({})))
+    ///     })
+    ///     .build()?;
+    /// let stored = User { name: "ada".into(), preferences: json!({"theme": "dark"}) };
+    ///
+    /// // A 1.0 client renames the user; it has never seen `preferences`, so it keeps them.
+    /// let updated: User = changes.upgrade_onto(json!({"name": "ada l."}), &"1.0".parse()?, &stored)?;
+    /// assert_eq!(updated.preferences, json!({"theme": "dark"}));
+    ///
+    /// // A field 1.0 does not have is refused rather than stored.
+    /// let refused = changes.upgrade_onto::<User, _>(json!({"name": "x", "preferences": {}}), &"1.0".parse()?, &stored);
+    /// assert!(refused.unwrap_err().to_string().contains("`preferences`"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn upgrade_onto<T, R>(&self, body: Value, version: &ApiVersion, stored: &R) -> Result<T, TransformError>
+    where
+        T: DeserializeOwned + VersionedShape + 'static,
+        R: Serialize + VersionedShape + 'static,
+    {
+        let index = self.index(version)?;
+        let plan = self.plan::<T>(index, Direction::Up)?;
+        self.check_fields(&plan, &body, index)?;
+        self.onto(&plan, body, index, stored)
+    }
+
+    /// A `PATCH` body from a client of `version`: a JSON merge patch (RFC 7396) in that
+    /// version's vocabulary, applied to `stored` as that version sees it, then brought forward
+    /// onto `stored`. Exactly the fields the patch names change.
+    pub fn patch_onto<T, R>(&self, patch: Value, version: &ApiVersion, stored: &R) -> Result<T, TransformError>
+    where
+        T: DeserializeOwned + VersionedShape + 'static,
+        R: Serialize + VersionedShape + 'static,
+    {
+        let index = self.index(version)?;
+        let plan = self.plan::<T>(index, Direction::Up)?;
+        self.check_fields(&plan, &patch, index)?;
+        let chain = self.stored_chain(index, stored)?;
+        let mut body = chain[0].clone();
+        merge_patch(&mut body, patch);
+        plan.apply_onto(&mut body, &chain);
+        self.deserialize(&plan, body, index)
+    }
+
+    /// `body` (checked) brought forward onto `stored`, and deserialized.
+    fn onto<T, R>(&self, plan: &Plan, mut body: Value, index: usize, stored: &R) -> Result<T, TransformError>
+    where
+        T: DeserializeOwned,
+        R: Serialize + VersionedShape + 'static,
+    {
+        let chain = self.stored_chain(index, stored)?;
+        plan.apply_onto(&mut body, &chain);
+        self.deserialize(plan, body, index)
+    }
+
+    /// `stored` at every version from `index` to the newest.
+    fn stored_chain<R>(&self, index: usize, stored: &R) -> Result<Vec<Value>, TransformError>
+    where
+        R: Serialize + VersionedShape + 'static,
+    {
+        let newest = serde_json::to_value(stored)?;
+        Ok(self.plan::<R>(index, Direction::Down)?.chain(newest))
+    }
+
+    /// Deserialize an upgraded body; errors name fields as the client's version does.
+    fn deserialize<T: DeserializeOwned>(&self, plan: &Plan, body: Value, index: usize) -> Result<T, TransformError> {
+        serde_json::from_value(body).map_err(|source| TransformError::Json {
+            message: self.in_vocabulary(plan, &source.to_string(), index),
+            source,
+        })
+    }
+
+    /// Refuse fields `body` carries that its version does not have.
+    pub(crate) fn check_fields(&self, plan: &Plan, body: &Value, index: usize) -> Result<(), UnknownFields> {
+        for (name, path) in &plan.resources {
+            let Some(resource) = self.inner.resources.get(name) else {
+                continue;
+            };
+            if resource.ignore_unknown {
+                continue;
+            }
+            let known = &resource.fields_at[index];
+            let mut objects = Vec::new();
+            plan::objects_at(body, path, &mut objects);
+            let mut unknown: Vec<String> = Vec::new();
+            for object in objects {
+                for key in object.keys() {
+                    if !known.contains(key) && !unknown.contains(key) {
+                        unknown.push(key.clone());
+                    }
+                }
+            }
+            if !unknown.is_empty() {
+                return Err(UnknownFields::new(
+                    name,
+                    self.inner.set.info(index).version.clone(),
+                    unknown,
+                    known.clone(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `message` with the newest names of fields replaced by their names at `index`.
+    pub(crate) fn in_vocabulary(&self, plan: &Plan, message: &str, index: usize) -> String {
+        let mut message = message.to_owned();
+        for (name, _) in &plan.resources {
+            let Some(resource) = self.inner.resources.get(name) else {
+                continue;
+            };
+            for (newest, old) in &resource.renamed_at[index] {
+                message = message.replace(&format!("`{newest}`"), &format!("`{old}`"));
+            }
+        }
+        message
     }
 
     fn index(&self, version: &ApiVersion) -> Result<usize, TransformError> {
@@ -399,6 +588,9 @@ impl VersionChangesBuilder {
             let mut changes = ResourceChanges {
                 head_fields,
                 by_version: BTreeMap::new(),
+                fields_at: Vec::new(),
+                renamed_at: Vec::new(),
+                ignore_unknown: builder.ignore_unknown,
             };
             for (text, ops) in builder.versions {
                 let index = match text.parse::<ApiVersion>() {
@@ -426,18 +618,41 @@ impl VersionChangesBuilder {
                     problems.push(format!("resource `{name}`: version {text} is declared twice"));
                 }
             }
-            // Walk the fields back from the newest version, checking every change on the way.
+            // Walk the fields back from the newest version, checking every change on the way,
+            // and record each version's fields and names.
+            let count = set.inner.versions.len();
             let mut fields = changes.head_fields.clone();
-            for (index, ops) in changes.by_version.iter().rev() {
+            let mut names: Vec<(String, Option<String>)> =
+                fields.iter().map(|f| (f.clone(), Some(f.clone()))).collect();
+            let mut fields_at = vec![Vec::new(); count];
+            let mut renamed_at = vec![Vec::new(); count];
+            for index in (0..count).rev() {
+                fields_at[index].clone_from(&fields);
+                renamed_at[index] = names
+                    .iter()
+                    .filter_map(|(newest, old)| {
+                        old.as_ref()
+                            .filter(|old| *old != newest)
+                            .map(|old| (newest.clone(), old.clone()))
+                    })
+                    .collect();
+                let Some(ops) = changes.by_version.get(&index) else {
+                    continue;
+                };
                 for op in ops.iter().rev() {
                     if let Err(problem) = op.fields_before(&mut fields) {
                         problems.push(format!(
                             "resource `{name}`, version {}: {problem}",
-                            set.info(*index).version
+                            set.info(index).version
                         ));
+                    }
+                    for (_, old) in &mut names {
+                        *old = old.as_deref().and_then(|current| op.name_before(current));
                     }
                 }
             }
+            changes.fields_at = fields_at;
+            changes.renamed_at = renamed_at;
             resources.insert(name, changes);
         }
         if !problems.is_empty() {

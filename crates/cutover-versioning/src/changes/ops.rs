@@ -58,6 +58,16 @@ fn parent<'a>(object: &'a mut Map<String, Value>, path: &'a str) -> Option<(&'a 
     Some((current, last))
 }
 
+/// The value at a dotted `path`.
+fn lookup<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut segments = path.split('.');
+    let mut current = object.get(segments.next()?)?;
+    for segment in segments {
+        current = current.as_object()?.get(segment)?;
+    }
+    Some(current)
+}
+
 fn rename(object: &mut Map<String, Value>, from: &str, to: &str) {
     let Some((holder, from_key)) = parent(object, from) else {
         return;
@@ -130,15 +140,20 @@ impl Op {
         }
     }
 
-    /// Redo the change: turn the older shape into the newer one (requests).
-    pub(crate) fn up(&self, object: &mut Map<String, Value>) {
+    /// Redo the change: turn the older shape into the newer one (requests). `stored` is the
+    /// stored resource in the newer shape, for writes onto it: a field the older version cannot
+    /// see keeps its stored value instead of its default, and a value the older version only
+    /// saw as a fallback keeps the stored value it stands for.
+    pub(crate) fn up(&self, object: &mut Map<String, Value>, stored: Option<&Map<String, Value>>) {
         match self {
             Self::Rename { old, new } => rename(object, old, new),
             Self::Added { field, default } => {
-                if let (Some(default), Some((holder, key))) = (default, parent(object, field))
+                let kept = stored.and_then(|stored| lookup(stored, field)).cloned();
+                if let Some((holder, key)) = parent(object, field)
                     && !holder.contains_key(key)
+                    && let Some(value) = kept.or_else(|| default.clone())
                 {
-                    holder.insert(key.to_owned(), default.clone());
+                    holder.insert(key.to_owned(), value);
                 }
             }
             Self::Removed { field, .. } => {
@@ -147,13 +162,23 @@ impl Op {
                 }
             }
             Self::Nested { fields, into } => {
-                let mut inner = Map::new();
+                // Onto a stored resource, the nested object keeps the members the older
+                // version never saw.
+                let mut inner = match stored.and_then(|stored| stored.get(into)) {
+                    Some(Value::Object(stored)) => stored.clone(),
+                    _ => Map::new(),
+                };
+                let mut moved = false;
                 for field in fields {
                     if let Some(value) = object.remove(field) {
+                        moved = true;
+                        if value.is_null() && stored.is_some() && !inner.contains_key(field) {
+                            continue; // the older shape shows a missing member as null
+                        }
                         inner.insert(field.clone(), value);
                     }
                 }
-                if !inner.is_empty() || !object.contains_key(into) {
+                if moved || !object.contains_key(into) {
                     object.insert(into.clone(), Value::Object(inner));
                 }
             }
@@ -166,8 +191,58 @@ impl Op {
                     }
                 }
             }
-            Self::EnumMap { field, renamed, .. } => map_value(object, field, renamed, true),
+            Self::EnumMap { field, renamed, added } => {
+                // A value the client sent back unchanged stays what is stored, even when the
+                // older version could only see it as a fallback.
+                let stored_value = stored.and_then(|stored| lookup(stored, field));
+                if let (Some(stored_value), Some((holder, key))) = (stored_value, parent(object, field))
+                    && let Some(sent) = holder.get(key)
+                {
+                    let mut seen = Map::new();
+                    seen.insert(key.to_owned(), stored_value.clone());
+                    map_value(&mut seen, key, added, false);
+                    map_value(&mut seen, key, renamed, false);
+                    if seen.get(key) == Some(sent) {
+                        holder.insert(key.to_owned(), stored_value.clone());
+                        return;
+                    }
+                }
+                map_value(object, field, renamed, true);
+            }
             Self::Custom { up, .. } => up(object),
+        }
+    }
+
+    /// Where a field named `name` before the change is after it; `false` when the change
+    /// removes it.
+    pub(crate) fn follow(&self, name: &mut String) -> bool {
+        match self {
+            Self::Rename { old, new } if old == name => *name = new.clone(),
+            Self::Removed { field, .. } if field == name => return false,
+            Self::Nested { fields, into } if fields.contains(name) => *name = format!("{into}.{name}"),
+            Self::Flattened { from, fields } => {
+                if name == from {
+                    return false;
+                }
+                if let Some(member) = name.strip_prefix(from.as_str()).and_then(|rest| rest.strip_prefix('.'))
+                    && fields.iter().any(|f| f == member)
+                {
+                    *name = member.to_owned();
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// The reverse of [`follow`](Self::follow) for top-level names, for error messages: what
+    /// a field called `name` after the change was called before it (`None`: it did not exist).
+    pub(crate) fn name_before(&self, name: &str) -> Option<String> {
+        match self {
+            Self::Rename { old, new } if new == name && !new.contains('.') => Some(old.clone()),
+            Self::Added { field, .. } if field == name => None,
+            Self::Nested { into, .. } if into == name => None,
+            _ => Some(name.to_owned()),
         }
     }
 

@@ -10,11 +10,14 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     routing::get,
 };
+use std::sync::{Arc, Mutex};
+
 use cutover_versioning::{
     ApiVersion, Shape, VersionChanges, VersionLayer, VersionSet, Versioned, VersionedJson, VersionedShape,
+    VersionedUpdate,
 };
 use http_body_util::BodyExt;
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
@@ -221,11 +224,33 @@ fn requests_from_old_clients_are_brought_forward() {
             preferences: json!({}),
         }
     );
-    // A 1.3 client must send what 1.3 requires: no default is invented for it.
+    // A field added with a default is optional in every version that has it, the newest too
+    // (the brief's `user_data.get("preferences", {})`).
+    let from_1_3: NewUser = changes
+        .upgrade(json!({"username": "x", "email": "y@z"}), &v("1.3"))
+        .unwrap();
+    assert_eq!(from_1_3.preferences, json!({}));
+    // Errors use the client's own names: a 1.0 client has never heard of `username`.
     let error = changes
-        .upgrade::<NewUser>(json!({"username": "x", "email": "y"}), &v("1.3"))
+        .upgrade::<NewUser>(json!({"email": "y@z"}), &v("1.0"))
         .unwrap_err();
-    assert!(error.to_string().contains("missing field `preferences`"), "{error}");
+    assert_eq!(error.to_string(), "missing field `name`");
+    let error = changes
+        .upgrade::<NewUser>(json!({"email": "y@z"}), &v("1.1"))
+        .unwrap_err();
+    assert_eq!(error.to_string(), "missing field `username`");
+    // Fields the version does not have are refused, in every version.
+    for (version, body) in [
+        ("1.1", json!({"username": "x", "email": "y@z", "preferences": {}})),
+        ("1.0", json!({"username": "x", "email": "y@z"})),
+        ("1.3", json!({"username": "x", "email": "y@z", "nickname": "z"})),
+    ] {
+        let error = changes.upgrade::<NewUser>(body, &v(version)).unwrap_err();
+        assert!(
+            matches!(error, cutover_versioning::TransformError::UnknownFields(_)),
+            "{version}: {error}"
+        );
+    }
 }
 
 #[test]
@@ -295,6 +320,16 @@ impl VersionedShape for Order {
     }
 }
 
+fn order_like() -> Order {
+    Order {
+        id: 9,
+        status: "pending".into(),
+        shipping: json!({"street": "1 Main St", "city": "Springfield"}),
+        total_cents: 1999,
+        tags: vec!["gift".into()],
+    }
+}
+
 #[test]
 fn nest_flatten_enum_removed_and_custom_changes_go_both_ways() {
     let versions = versions();
@@ -303,9 +338,23 @@ fn nest_flatten_enum_removed_and_custom_changes_go_both_ways() {
             order
                 // 1.3: the shipping address moved into an object.
                 .version("1.3", |v| v.nested(&["street", "city"], "shipping"))
-                // 1.2: `total` (a decimal string) was removed in favour of `total_cents`.
+                // 1.2: `total` (a decimal string) was removed in favour of `total_cents`; an
+                // older client's `total` becomes cents on the way up.
                 .version("1.2", |v| {
-                    v.added("total_cents").removed("total", |order| {
+                    v.custom(
+                        |_| {},
+                        |order| {
+                            let cents = order
+                                .get("total")
+                                .and_then(Value::as_str)
+                                .and_then(|total| total.replace('.', "").parse::<i64>().ok());
+                            if let Some(cents) = cents {
+                                order.insert("total_cents".into(), json!(cents));
+                            }
+                        },
+                    )
+                    .added("total_cents")
+                    .removed("total", |order| {
                         let cents = order.get("total_cents").and_then(Value::as_i64).unwrap_or(0);
                         json!(format!("{}.{:02}", cents / 100, cents % 100))
                     })
@@ -343,12 +392,48 @@ fn nest_flatten_enum_removed_and_custom_changes_go_both_ways() {
     // Forward: a 1.0 client's order.
     let upgraded: Order = changes
         .upgrade(
-            json!({"id": 3, "status": "new", "street": "2 Elm St", "city": "Shelbyville", "total": "5.00", "total_cents": 500, "tags": []}),
+            json!({"id": 3, "status": "new", "street": "2 Elm St", "city": "Shelbyville", "total": "5.00", "tags": []}),
             &v("1.0"),
         )
         .unwrap();
     assert_eq!(upgraded.status, "pending");
+    assert_eq!(upgraded.total_cents, 500);
     assert_eq!(upgraded.shipping, json!({"street": "2 Elm St", "city": "Shelbyville"}));
+    // 1.0 has no `total_cents`: a 1.0 client cannot set it behind the server's back.
+    let error = changes
+        .upgrade::<Order>(
+            json!({"id": 3, "status": "new", "street": "2 Elm St", "city": "Shelbyville", "total": "5.00", "total_cents": 1, "tags": []}),
+            &v("1.0"),
+        )
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("`total_cents` is not a field of the order resource in API version 1.0"),
+        "{error}"
+    );
+
+    // Onto a stored order: a 1.0 client that sends back what it read changes nothing, even
+    // the `archived` status it only ever saw as `closed`.
+    let stored = Order {
+        status: "archived".into(),
+        shipping: json!({"street": "1 Main St", "city": "Springfield", "zip": "49007"}),
+        ..order_like()
+    };
+    let read = changes.downgrade(&stored, &v("1.0")).unwrap();
+    let written: Order = changes.upgrade_onto(read.clone(), &v("1.0"), &stored).unwrap();
+    assert_eq!(written, stored);
+    // Changing one field changes that field only: the status it saw as `closed` stays
+    // `archived`, and the `zip` it never saw is kept.
+    let mut moved = read;
+    moved["city"] = json!("Shelbyville");
+    let written: Order = changes.upgrade_onto(moved, &v("1.0"), &stored).unwrap();
+    assert_eq!(written.status, "archived");
+    assert_eq!(
+        written.shipping,
+        json!({"street": "1 Main St", "city": "Shelbyville", "zip": "49007"})
+    );
+    assert_eq!(written.total_cents, stored.total_cents);
 }
 
 /// The example API, in-process, to see the layer serialize `Versioned` responses and upgrade
@@ -461,7 +546,208 @@ async fn without_the_layer_a_versioned_response_is_served_in_the_newest_shape() 
     assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), shape_at("1.3"));
 }
 
+/// A one-user store behind the layer: `GET` reads it, `PUT` and `PATCH` write onto it with
+/// `VersionedUpdate`, `POST` creates with `VersionedJson`.
+fn store_app(stored: User) -> (Router, Arc<Mutex<User>>) {
+    let store = Arc::new(Mutex::new(stored));
+    let reader = Arc::clone(&store);
+    let writer = Arc::clone(&store);
+    let api = Router::new().route(
+        "/api/users/1",
+        get(move || {
+            let user = reader.lock().unwrap().clone();
+            async move { Versioned::ok(user) }
+        })
+        .put({
+            let writer = Arc::clone(&writer);
+            move |update: VersionedUpdate<User>| write_user(Arc::clone(&writer), update)
+        })
+        .patch(move |update: VersionedUpdate<User>| write_user(Arc::clone(&writer), update)),
+    );
+    let app = Router::new().fallback_service(VersionLayer::new(versions()).changes(changes()).layer(api));
+    (app, store)
+}
+
+async fn write_user(
+    store: Arc<Mutex<User>>,
+    update: VersionedUpdate<User>,
+) -> Result<Versioned<User>, cutover_versioning::VersionedJsonRejection> {
+    let stored = store.lock().unwrap().clone();
+    let mut updated = update.onto(&stored)?;
+    // Read-only fields stay the server's.
+    updated.id = stored.id;
+    updated.created_at = stored.created_at;
+    *store.lock().unwrap() = updated.clone();
+    Ok(Versioned::ok(updated))
+}
+
+async fn call(app: &Router, method: &str, version: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let builder = Request::builder()
+        .method(method)
+        .uri("/api/users/1")
+        .header("accept-version", version);
+    let request = match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string())),
+        None => builder.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().build().unwrap()
+}
+
+fn any_user() -> impl Strategy<Value = User> {
+    (
+        "[a-z]{1,12}",
+        "[a-z]{1,8}@[a-z]{1,8}\\.com",
+        any::<bool>(),
+        proptest::option::of("[A-Z][a-z]{0,8}"),
+        proptest::option::of("https://[a-z]{1,8}\\.png"),
+        proptest::option::of("light|dark"),
+    )
+        .prop_map(|(username, email, is_active, first_name, avatar_url, theme)| User {
+            username,
+            email,
+            is_active,
+            profile: Profile {
+                first_name,
+                last_name: Some("Lovelace".into()),
+                avatar_url,
+            },
+            preferences: theme.map_or(json!({}), |t| json!({"theme": t, "beta": true})),
+            ..ada()
+        })
+}
+
+/// `target` with the object `patch` merged in, as RFC 7396 does for one level of members.
+fn merged(target: &Value, patch: &Value) -> Value {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            let mut out = target.clone();
+            for (key, value) in patch {
+                if value.is_null() {
+                    out.remove(key);
+                } else {
+                    out.insert(key.clone(), value.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        _ => patch.clone(),
+    }
+}
+
+/// New values a client of `version` could send for each field it can write, in its own names.
+fn edits(version: &str) -> Vec<(&'static str, Value)> {
+    let mut fields = match version {
+        "1.0" => vec![
+            ("name", json!("grace")),
+            ("email", json!("grace@example.com")),
+            ("active", json!(false)),
+        ],
+        _ => vec![
+            ("username", json!("grace")),
+            ("email", json!("grace@example.com")),
+            ("is_active", json!(false)),
+        ],
+    };
+    if version >= "1.2" {
+        fields.push((
+            "profile",
+            json!({"first_name": "Grace", "last_name": "Hopper", "avatar_url": "https://h.png"}),
+        ));
+    }
+    if version == "1.3" {
+        fields.push(("preferences", json!({"theme": "solarized"})));
+    }
+    fields
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// The write contract, through the layer: read a user as any version, write it back
+    /// unchanged with `PUT` as that version, and the stored user is exactly what it was.
+    #[test]
+    fn a_write_of_what_was_read_changes_nothing(
+        user in any_user(),
+        version in prop::sample::select(vec!["1.0", "1.1", "1.2", "1.3"]),
+    ) {
+        runtime().block_on(async {
+            let (app, store) = store_app(user.clone());
+            let (status, read) = call(&app, "GET", version, None).await;
+            prop_assert_eq!(status, StatusCode::OK);
+            let (status, written) = call(&app, "PUT", version, Some(read.clone())).await;
+            prop_assert_eq!(status, StatusCode::OK, "{}", written);
+            prop_assert_eq!(&written, &read);
+            prop_assert_eq!(&*store.lock().unwrap(), &user);
+            let (_, newest) = call(&app, "GET", "1.3", None).await;
+            prop_assert_eq!(newest, serde_json::to_value(&user).unwrap());
+            Ok(())
+        })?;
+    }
+
+    /// A write as a version changes exactly the fields it names: a `PATCH` of some fields, or a
+    /// `PUT` of what was read with those fields edited. Every other field, those the version
+    /// cannot see included, keeps its value.
+    #[test]
+    fn a_write_changes_exactly_the_fields_it_names(
+        user in any_user(),
+        version in prop::sample::select(vec!["1.0", "1.1", "1.2", "1.3"]),
+        chosen in prop::collection::vec(any::<bool>(), 5),
+        method in prop::sample::select(vec!["PUT", "PATCH"]),
+    ) {
+        runtime().block_on(async {
+            let (app, _store) = store_app(user.clone());
+            let (_, before) = call(&app, "GET", version, None).await;
+            let (_, newest_before) = call(&app, "GET", "1.3", None).await;
+            let named: Vec<(&str, Value)> = edits(version)
+                .into_iter()
+                .zip(&chosen)
+                .filter(|(_, chosen)| **chosen)
+                .map(|(edit, _)| edit)
+                .collect();
+            let mut body = if method == "PUT" { before.clone() } else { json!({}) };
+            for (field, value) in &named {
+                body[*field] = value.clone();
+            }
+            let (status, _) = call(&app, method, version, Some(body)).await;
+            prop_assert_eq!(status, StatusCode::OK);
+            let (_, after) = call(&app, "GET", version, None).await;
+            for (field, value) in after.as_object().unwrap() {
+                let expected = match named.iter().find(|(name, _)| name == field) {
+                    None => before[field.as_str()].clone(),
+                    // A merge patch merges objects member by member (RFC 7396).
+                    Some((_, sent)) if method == "PATCH" => merged(&before[field.as_str()], sent),
+                    Some((_, sent)) => sent.clone(),
+                };
+                prop_assert_eq!(value, &expected, "{} as {} ({})", field, version, method);
+            }
+            // What the version cannot see is untouched.
+            let (_, newest_after) = call(&app, "GET", "1.3", None).await;
+            let hidden: &[&str] = match version {
+                "1.0" => &["created_at", "updated_at", "profile", "preferences"],
+                "1.1" => &["updated_at", "profile", "preferences"],
+                "1.2" => &["preferences"],
+                _ => &[],
+            };
+            for field in hidden {
+                prop_assert_eq!(&newest_after[*field], &newest_before[*field], "{} as {}", field, version);
+            }
+            Ok(())
+        })?;
+    }
+
     /// Going back to a version and forward again returns the original, except for what that
     /// version cannot express (fields added later come back as their request defaults).
     #[test]

@@ -14,7 +14,7 @@ use axum::{
 };
 use cutover_versioning::{Conflict, Negotiated, Resolution, Source, VersionLayer, VersionRange, VersionSet};
 use http_body_util::BodyExt;
-use proptest::prelude::*;
+use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
 
@@ -292,8 +292,70 @@ async fn the_extractor_explains_a_missing_layer() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
 
+#[tokio::test]
+async fn oversized_and_overlong_version_requests_are_refused_unread() {
+    // A megabyte of versions: refused on its length, before any of it is parsed.
+    let huge = vec!["1.0"; 250_000].join(",");
+    let answer = call(
+        versions().build().unwrap(),
+        get_req("/api/users", &[("accept-version", &huge)]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.json["type"], "urn:cutover:problem:api-version-request-too-large");
+    assert_eq!(
+        answer.json["detail"],
+        "the header holds more than 256 bytes; an API version is a few characters, e.g. `1.2`"
+    );
+    assert!(answer.json["supported"].is_array());
+
+    // Short enough, but too many entries: refused on the count (8 by default).
+    let nine = ["1.2"; 9].join(",");
+    let answer = call(
+        versions().build().unwrap(),
+        get_req("/api/users", &[("accept-version", &nine)]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.json["detail"],
+        "the request names more than 8 API versions; name one"
+    );
+    let eight = ["1.2"; 8].join(",");
+    let answer = call(
+        versions().build().unwrap(),
+        get_req("/api/users", &[("accept-version", &eight)]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+
+    // Repeated query parameters count too, and each value is bounded.
+    let repeated = format!("/api/users?{}", ["version=1.2"; 9].join("&"));
+    let answer = call(versions().build().unwrap(), get_req(&repeated, &[])).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let long = format!("/api/users?version={}", "1".repeat(300));
+    let answer = call(versions().build().unwrap(), get_req(&long, &[])).await;
+    assert_eq!(
+        answer.json["detail"],
+        "the query holds more than 256 bytes; an API version is a few characters, e.g. `1.2`"
+    );
+
+    // Both limits can be changed.
+    let relaxed = versions()
+        .max_source_length(1024)
+        .max_versions_per_request(16)
+        .build()
+        .unwrap();
+    let answer = call(relaxed, get_req("/api/users", &[("accept-version", &nine)])).await;
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
 
     /// Whatever arrives in the header, the path and the query, the answer is a supported
     /// version or a 400 problem, and nothing panics.
