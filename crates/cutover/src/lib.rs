@@ -46,15 +46,30 @@
 
 #[cfg(feature = "serve")]
 pub mod healthcheck;
+#[cfg(feature = "serve")]
+pub mod limits;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 #[cfg(feature = "serve")]
+mod server;
+#[cfg(feature = "serve")]
 mod service;
+#[cfg(feature = "serve")]
+mod stack;
+#[cfg(feature = "serve")]
+pub mod startup;
 
 #[doc(inline)]
 pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "serve")]
+#[doc(inline)]
+pub use cutover_core::problem::Problem;
+#[cfg(feature = "serve")]
+pub use limits::{Limits, LimitsError};
+#[cfg(feature = "serve")]
 pub use service::{SERVICE_VERSION_HEADER, ServeError, Service, ServiceBuilder};
+#[cfg(feature = "serve")]
+pub use startup::Backoff;
 
 /// Health checks and probe routes: see [`cutover_health`].
 #[cfg(feature = "health")]

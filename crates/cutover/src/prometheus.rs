@@ -3,22 +3,47 @@
 //!
 //! | metric | type | labels |
 //! | --- | --- | --- |
-//! | `http_requests_total` | counter | `method`, `status` |
-//! | `http_request_duration_seconds` | histogram | `method` |
+//! | `http_requests_total` | counter | `method`, `route`, `status`, `api_version`, `service_version` |
+//! | `http_request_duration_seconds` | histogram | `method`, `route`, `api_version`, `service_version` |
 //! | `http_requests_in_flight` | gauge | |
 //! | `cutover_lifecycle_phase` | gauge: 1 for the current phase, 0 for the others | `phase` |
 //! | `cutover_health_check_status` | gauge: 1 healthy, 0.5 degraded, 0 unhealthy | `check` |
 //! | `cutover_health_check_duration_seconds` | histogram | `check` |
 //! | `cutover_health_check_failures_total` | counter | `check`, `kind` |
 //!
-//! Paths are not a label: on a versioned API every route goes through one fallback, and raw
-//! paths (`/api/users/42`) would give every id its own series.
+//! `route` is the matched route template (`/api/users/{id}`), never the raw path, so a label
+//! cannot grow with ids; requests that matched no route (404s, requests refused while
+//! stopping) are counted under `route="unmatched"`. `api_version` is the version the response
+//! was served in (`none` when the route is not versioned), `service_version` the one given to
+//! [`ServiceBuilder::service_version`](crate::ServiceBuilder::service_version): a canary is
+//! judged by comparing the 5xx ratio of two `service_version`s.
+//!
+//! ```text
+//! sum(rate(http_requests_total{service_version="1.4.0",status=~"5.."}[1m]))
+//!   / sum(rate(http_requests_total{service_version="1.4.0"}[1m]))
+//! ```
 
-use std::{cell::RefCell, collections::HashMap, sync::OnceLock, time::Instant};
+use std::{
+    cell::RefCell,
+    hash::BuildHasher as _,
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, OnceLock},
+    task::{Context, Poll},
+    time::Instant,
+};
 
-use axum::{extract::Request, http::Method, middleware::Next, response::Response};
+use axum::{
+    extract::{MatchedPath, Request},
+    http::Method,
+    middleware::Next,
+    response::Response,
+};
 use cutover_core::{Phase, PhaseWatch};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -30,6 +55,8 @@ const PHASES: [Phase; 5] = [
     Phase::Stopping,
     Phase::Stopped,
 ];
+const UNMATCHED: &str = "unmatched";
+const UNVERSIONED: &str = "none";
 
 static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
@@ -51,39 +78,216 @@ pub fn handle() -> Result<PrometheusHandle, String> {
 }
 
 /// Count and time every request: an axum middleware (`axum::middleware::from_fn(track)`), for
-/// routers served without [`Service`](crate::Service).
+/// routers served without [`Service`](crate::Service). `service_version` is `unknown`.
 pub async fn track(request: Request, next: Next) -> Response {
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let in_flight = IN_FLIGHT.get_or_init(|| metrics::gauge!("http_requests_in_flight"));
-    in_flight.increment(1.0);
+    let recording = Recording::start(request.method(), Arc::clone(unknown_version()));
     let response = next.run(request).await;
-    in_flight.decrement(1.0);
-    let elapsed = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    // Handles are looked up once per thread and (method, status), not per request: the
-    // registry lookup (hashing the labels) is most of the cost of a `metrics` call.
-    SERIES.with(|series| {
-        let mut series = series.borrow_mut();
-        let (requests, duration) = series.entry((method, status)).or_insert_with(|| {
-            (
-                metrics::counter!("http_requests_total", "method" => method, "status" => status_label(status)),
-                metrics::histogram!("http_request_duration_seconds", "method" => method),
-            )
-        });
-        requests.increment(1);
-        duration.record(elapsed);
-    });
+    recording.finish(&response);
     response
 }
 
-static IN_FLIGHT: OnceLock<metrics::Gauge> = OnceLock::new();
+fn unknown_version() -> &'static Arc<str> {
+    static UNKNOWN: OnceLock<Arc<str>> = OnceLock::new();
+    UNKNOWN.get_or_init(|| Arc::from("unknown"))
+}
 
-/// The request counter and duration histogram of one (method, status).
-type Series = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+/// Records request metrics for everything it wraps; what [`Service`](crate::Service) puts
+/// around its app.
+#[derive(Debug, Clone)]
+pub struct TrackLayer {
+    service_version: Arc<str>,
+}
+
+impl TrackLayer {
+    /// Record with this `service_version` label.
+    pub fn new(service_version: impl Into<Arc<str>>) -> Self {
+        Self {
+            service_version: service_version.into(),
+        }
+    }
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Track {
+            inner,
+            service_version: Arc::clone(&self.service_version),
+        }
+    }
+}
+
+/// The service made by [`TrackLayer`].
+#[derive(Debug, Clone)]
+pub struct Track<S> {
+    inner: S,
+    service_version: Arc<str>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Track<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let recording = Recording::start(request.method(), Arc::clone(&self.service_version));
+        TrackFuture {
+            inner: self.inner.call(request),
+            recording: Some(recording),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Track`].
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        recording: Option<Recording>,
+    }
+}
+
+impl<F, B, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(recording)) = (&output, this.recording.take()) {
+            recording.finish(response);
+        }
+        Poll::Ready(output)
+    }
+}
+
+impl<F> std::fmt::Debug for TrackFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackFuture").finish_non_exhaustive()
+    }
+}
+
+/// One request being counted. Dropped without `finish` (the client went away), it only leaves
+/// the in-flight gauge.
+#[derive(Debug)]
+pub struct Recording {
+    method: &'static str,
+    service_version: Arc<str>,
+    started: Instant,
+}
+
+impl Recording {
+    fn start(method: &Method, service_version: Arc<str>) -> Self {
+        in_flight().increment(1.0);
+        Self {
+            method: method_label(method),
+            service_version,
+            started: Instant::now(),
+        }
+    }
+
+    fn finish<B>(self, response: &http::Response<B>) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let status = response.status().as_u16();
+        let route = response
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED, MatchedPath::as_str);
+        let api_version = response
+            .headers()
+            .get("api-version")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or(UNVERSIONED);
+        // Handles are looked up once per thread and label set, not per request: the registry
+        // lookup (hashing every label) is most of the cost of a `metrics` call. The lookup here
+        // hashes borrowed labels, so a request allocates nothing.
+        SERIES.with(|series| {
+            let mut series = series.borrow_mut();
+            let Series { hasher, entries } = &mut *series;
+            let hash = hasher.hash_one((self.method, status, route, api_version, &*self.service_version));
+            let bucket = entries.entry(hash).or_default();
+            let position = bucket.iter().position(|entry| {
+                entry.method == self.method
+                    && entry.status == status
+                    && entry.route == route
+                    && entry.api_version == api_version
+                    && *entry.service_version == *self.service_version
+            });
+            let entry = match position {
+                Some(position) => &bucket[position],
+                None => {
+                    bucket.push(SeriesEntry::new(self.method, status, route, api_version, &self.service_version));
+                    &bucket[bucket.len() - 1]
+                }
+            };
+            entry.requests.increment(1);
+            entry.duration.record(elapsed);
+        });
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        in_flight().decrement(1.0);
+    }
+}
+
+fn in_flight() -> &'static metrics::Gauge {
+    static IN_FLIGHT: OnceLock<metrics::Gauge> = OnceLock::new();
+    IN_FLIGHT.get_or_init(|| metrics::gauge!("http_requests_in_flight"))
+}
+
+/// The request counter and duration histogram of one label set, with the labels.
+struct SeriesEntry {
+    method: &'static str,
+    status: u16,
+    route: String,
+    api_version: String,
+    service_version: Arc<str>,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl SeriesEntry {
+    fn new(method: &'static str, status: u16, route: &str, api_version: &str, service_version: &Arc<str>) -> Self {
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("api_version", api_version.to_owned()),
+            ("service_version", service_version.to_string()),
+        ];
+        let mut counted = labels.to_vec();
+        counted.push(("status", status_label(status).to_owned()));
+        Self {
+            method,
+            status,
+            route: route.to_owned(),
+            api_version: api_version.to_owned(),
+            service_version: Arc::clone(service_version),
+            requests: metrics::counter!("http_requests_total", &counted),
+            duration: metrics::histogram!("http_request_duration_seconds", &labels),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Series {
+    hasher: std::hash::RandomState,
+    entries: HashMap<u64, Vec<SeriesEntry>>,
+}
 
 thread_local! {
-    static SERIES: RefCell<Series> = RefCell::new(HashMap::new());
+    static SERIES: RefCell<Series> = RefCell::new(Series::default());
 }
 
 fn method_label(method: &Method) -> &'static str {
@@ -120,4 +324,12 @@ pub(crate) fn follow_phase(mut phase: PhaseWatch) {
             }
         }
     });
+}
+
+/// The `/metrics` route.
+pub(crate) fn route(handle: PrometheusHandle) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    )
 }

@@ -1,19 +1,21 @@
-//! Serve an axum app with health probes, traffic draining and graceful shutdown wired
-//! together.
+//! Serve an axum app with health probes, traffic draining, graceful shutdown and the limits
+//! of a public service wired together.
 
-use std::{fmt, future::Future, net::SocketAddr, pin::Pin};
+use std::{fmt, future::Future, net::SocketAddr};
 
-use axum::{Router, ServiceExt as _, body::Body, http};
-use cutover_core::Phase;
+use axum::{Router, http};
 use cutover_health::HealthRegistry;
 use cutover_shutdown::{
     BoxError, HookOutput, Shutdown, ShutdownBuilder, ShutdownConfig, ShutdownHandle, ShutdownReport, Workers,
-    drain::DrainBody,
 };
 use tokio::net::TcpListener;
-use tower::{Layer, ServiceExt as _};
 
-type StartupWork = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+use crate::{
+    Limits,
+    server::Server,
+    stack,
+    startup::{Backoff, StartupWork, retrying},
+};
 
 /// Why [`Service::serve`] could not run, or why it ended early.
 #[derive(Debug, thiserror::Error)]
@@ -54,43 +56,65 @@ enum Listen {
     Listener(TcpListener),
 }
 
-/// An axum application served with zero-downtime behaviour. Build it with [`Service::builder`].
+impl Listen {
+    async fn bind(self) -> Result<TcpListener, ServeError> {
+        match self {
+            Self::Listener(listener) => Ok(listener),
+            Self::Address(address) => TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::Bind { address, source }),
+        }
+    }
+}
+
+/// An axum application served with zero-downtime behaviour and the limits a public service
+/// needs. Build it with [`Service::builder`].
 ///
 /// What [`serve`](Self::serve) does:
 ///
 /// 1. binds, starts the health checks and serves at once: `/health/live` answers 200 while
 ///    `/health/startup` and `/health/ready` answer 503;
-/// 2. runs the startup work (migrations, warm-up) and then marks the service started, so
-///    readiness follows the checks: ready after the first passing round, with no fixed sleep;
+/// 2. runs the startup work (migrations, warm-up), retrying what can be retried, and then
+///    marks the service started, so readiness follows the checks: ready after the first
+///    passing round, with no fixed sleep. A shutdown that begins meanwhile cancels the startup
+///    work, so the process still exits within its budget;
 /// 3. on SIGTERM/SIGINT, drains: readiness 503 at once, requests served with
-///    `Connection: close` for the drain delay, then new requests refused with 503 while
-///    in-flight ones finish (long ones are cut at the deadline);
+///    `Connection: close` (HTTP/2: a GOAWAY) for the drain delay, then new requests refused
+///    with 503 while in-flight ones finish (long ones are cut at the deadline);
 /// 4. runs the shutdown hooks in reverse order, and returns the [`ShutdownReport`].
+///
+/// Every request goes through the [middleware stack](crate#the-middleware-stack) (request ids, a trace span,
+/// panics caught, problem+json errors) and the [`Limits`] (timeouts, body and header sizes,
+/// load shedding, connections), all on by default.
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
-/// use cutover::{Service, health::HealthRegistry, shutdown::ShutdownConfig};
+/// use cutover::{Limits, Service, health::HealthRegistry, shutdown::ShutdownConfig};
 ///
 /// # async fn run() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
 /// let health = HealthRegistry::builder().build()?;
 /// let report = Service::builder(Router::new().route("/", get(|| async { "hello" })))
 ///     .health(health)
 ///     .shutdown(ShutdownConfig::from_env()?)
-///     .startup(async { /* run migrations */ Ok::<(), std::io::Error>(()) })
+///     .limits(Limits::from_env()?)
+///     .startup(async { /* warm a cache */ Ok::<(), std::io::Error>(()) })
 ///     .hook("close pool", || async { /* pool.close().await */ })
 ///     .bind("0.0.0.0:8000".parse()?)
+///     .admin_bind("127.0.0.1:9000".parse()?)
 ///     .serve()
 ///     .await?;
 /// Ok(report.exit())
 /// # }
 /// ```
 pub struct Service {
-    router: Router,
+    app: Router,
+    admin: Option<Router>,
     health: HealthRegistry,
     shutdown: Shutdown,
     listen: Listen,
+    admin_listen: Option<Listen>,
     startup: Vec<StartupWork>,
-    version: Option<http::HeaderValue>,
+    limits: Limits,
     prometheus: bool,
 }
 
@@ -99,6 +123,7 @@ impl fmt::Debug for Service {
         f.debug_struct("Service")
             .field("health", &self.health)
             .field("shutdown", &self.shutdown)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -111,9 +136,12 @@ pub struct ServiceBuilder {
     shutdown: ShutdownBuilder,
     config: ShutdownConfig,
     listen: Listen,
+    admin_listen: Option<Listen>,
     startup: Vec<StartupWork>,
+    backoff: Backoff,
     version: Option<String>,
     prometheus: bool,
+    limits: Limits,
 }
 
 impl fmt::Debug for ServiceBuilder {
@@ -121,6 +149,7 @@ impl fmt::Debug for ServiceBuilder {
         f.debug_struct("ServiceBuilder")
             .field("health", &self.health)
             .field("config", &self.config)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -129,14 +158,19 @@ impl Service {
     /// Start building a service around `router`.
     pub fn builder(router: Router) -> ServiceBuilder {
         ServiceBuilder {
-            router,
+            // Route templates are known only inside the router: carried out for spans and
+            // metrics.
+            router: router.layer(stack::route::RouteTagLayer),
             health: None,
             shutdown: Shutdown::builder(),
             config: ShutdownConfig::default(),
             listen: Listen::Address(SocketAddr::from(([0, 0, 0, 0], 8000))),
+            admin_listen: None,
             startup: Vec::new(),
+            backoff: Backoff::default(),
             version: None,
             prometheus: false,
+            limits: Limits::default(),
         }
     }
 
@@ -155,65 +189,106 @@ impl Service {
         &self.health
     }
 
+    /// The limits the service serves under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The whole public app as [`serve`](Self::serve) serves it (probes, drain, versioning,
+    /// request limits, problem bodies, request ids), for tests that drive the real wiring
+    /// in-process with `tower::ServiceExt::oneshot`. Only the connection-level limits (header
+    /// and idle timeouts, connection count) need a socket.
+    ///
+    /// ```
+    /// use axum::{Router, body::Body, http::Request, routing::get};
+    /// use cutover::Service;
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let service = Service::builder(Router::new().route("/", get(|| async { "hi" })))
+    ///     .signals(false)
+    ///     .build()
+    ///     .unwrap();
+    /// let response = service.router().oneshot(Request::get("/health/live").body(Body::empty()).unwrap()).await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert!(response.headers().contains_key("x-request-id"));
+    /// # }
+    /// ```
+    pub fn router(&self) -> Router {
+        self.app.clone()
+    }
+
+    /// The admin app (every probe with full details, and `/metrics` when Prometheus is on),
+    /// when an admin address was given.
+    pub fn admin_router(&self) -> Option<Router> {
+        self.admin.clone()
+    }
+
     /// Serve until shut down; see the [type docs](Self).
     pub async fn serve(self) -> Result<ShutdownReport, ServeError> {
         let Self {
-            router,
+            app,
+            admin,
             health,
             shutdown,
             listen,
+            admin_listen,
             startup,
-            version,
+            limits,
             prometheus,
         } = self;
-        let listener = match listen {
-            Listen::Listener(listener) => listener,
-            Listen::Address(address) => TcpListener::bind(address)
-                .await
-                .map_err(|source| ServeError::Bind { address, source })?,
+        let listener = listen.bind().await?;
+        let admin = match (admin, admin_listen) {
+            (Some(app), Some(listen)) => Some(Server {
+                listener: listen.bind().await?,
+                app,
+                limits: limits.clone(),
+                phase: health.lifecycle().watch(),
+            }),
+            _ => None,
         };
-        let address = listener.local_addr().ok();
-        // The drain layer wraps the whole router (not `Router::layer`, which wraps every route
-        // separately and costs an extra boxed clone per request).
-        let app = router.merge(health.router());
-        let app = if prometheus { with_metrics(app, &health) } else { app };
-        let app = shutdown
-            .drain_layer()
-            .layer(app)
-            .map_request(|request: axum::extract::Request| request)
-            .map_response(move |response: http::Response<DrainBody<Body>>| {
-                // Untracked bodies are axum's own: pass them through instead of boxing again.
-                let mut response = response.map(|body| body.into_untracked().unwrap_or_else(Body::new));
-                if let Some(version) = &version {
-                    response
-                        .headers_mut()
-                        .insert(http::HeaderName::from_static(SERVICE_VERSION_HEADER), version.clone());
-                }
-                response
-            })
-            .into_make_service();
+        let public = Server {
+            listener,
+            app,
+            limits,
+            phase: health.lifecycle().watch(),
+        };
+        #[cfg(feature = "prometheus")]
+        if prometheus {
+            crate::prometheus::follow_phase(health.lifecycle().watch());
+        }
+        #[cfg(not(feature = "prometheus"))]
+        let _ = prometheus;
         health.spawn();
+        let startup_task = tokio::spawn(crate::startup::run(startup, health.clone(), shutdown.handle()));
 
-        let handle = shutdown.handle();
-        let startup_health = health.clone();
-        let startup_task = tokio::spawn(async move {
-            for work in startup {
-                if let Err(error) = work.await {
-                    tracing::error!(%error, "startup work failed; shutting down");
-                    handle.trigger();
-                    return Err(error);
-                }
-            }
-            startup_health.mark_started();
-            if startup_health.lifecycle().phase() == Phase::Ready {
-                tracing::info!("startup complete; readiness now follows the health checks");
-            }
-            Ok(())
-        });
-
-        tracing::info!(address = ?address, checks = ?health.check_names().collect::<Vec<_>>(), "serving");
+        let checks: Vec<&str> = health.check_names().collect();
+        tracing::info!(
+            address = %display_address(public.local_addr()),
+            admin = %admin.as_ref().map_or_else(|| "none".to_owned(), |admin| display_address(admin.local_addr())),
+            checks = %checks.join(", "),
+            "serving"
+        );
         let report = shutdown
-            .serve(|stop| axum::serve(listener, app).with_graceful_shutdown(stop).into_future())
+            .serve(move |stop| async move {
+                let (stopping, stopped) = tokio::sync::watch::channel(false);
+                let when_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let admin_stopped = when_stopped(stopped.clone());
+                let signal = async move {
+                    stop.await;
+                    let _ = stopping.send(true);
+                };
+                let admin = async move {
+                    match admin {
+                        Some(admin) => admin.run(admin_stopped).await,
+                        None => Ok(()),
+                    }
+                };
+                let (_, public, admin) = tokio::join!(signal, public.run(when_stopped(stopped)), admin);
+                public.and(admin)
+            })
             .await;
         match startup_task.await {
             Ok(Err(source)) => Err(ServeError::Startup {
@@ -225,22 +300,8 @@ impl Service {
     }
 }
 
-#[cfg(feature = "prometheus")]
-fn with_metrics(app: Router, health: &HealthRegistry) -> Router {
-    let Ok(handle) = crate::prometheus::handle() else {
-        return app; // refused at build time
-    };
-    crate::prometheus::follow_phase(health.lifecycle().watch());
-    app.route(
-        "/metrics",
-        axum::routing::get(move || std::future::ready(handle.render())),
-    )
-    .layer(axum::middleware::from_fn(crate::prometheus::track))
-}
-
-#[cfg(not(feature = "prometheus"))]
-fn with_metrics(app: Router, _health: &HealthRegistry) -> Router {
-    app
+fn display_address(address: Option<SocketAddr>) -> String {
+    address.map_or_else(|| "unknown".to_owned(), |address| address.to_string())
 }
 
 impl ServiceBuilder {
@@ -250,13 +311,13 @@ impl ServiceBuilder {
     #[cfg(feature = "versioning")]
     #[allow(clippy::needless_pass_by_value)] // builders take what they are given
     pub fn versioning(mut self, layer: cutover_versioning::VersionLayer) -> Self {
-        use tower::Layer as _;
+        use tower::{Layer as _, ServiceExt as _};
         let versioned = layer
             .layer(self.router)
             .map_request(|request: axum::extract::Request| request)
             .map_response(
-                |response: http::Response<cutover_versioning::layer::VersionBody<Body>>| {
-                    response.map(|body| body.into_parts().unwrap_or_else(Body::from))
+                |response: http::Response<cutover_versioning::layer::VersionBody<axum::body::Body>>| {
+                    response.map(|body| body.into_parts().unwrap_or_else(axum::body::Body::from))
                 },
             );
         self.router = Router::new().fallback_service(versioned);
@@ -277,9 +338,24 @@ impl ServiceBuilder {
         self
     }
 
+    /// Whether SIGTERM and SIGINT start the shutdown (default `true`). Off for services
+    /// embedded in tests, which trigger it through [`Service::handle`].
+    pub fn signals(mut self, enabled: bool) -> Self {
+        self.config = self.config.signals(enabled);
+        self
+    }
+
+    /// The [`Limits`] to serve under (default [`Limits::default`]; see [`Limits::from_env`]
+    /// for the `HTTP_*` variables).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Work to finish before the service reports started (migrations, cache warm-up). Runs
     /// while the server already answers probes; if it fails, the service shuts down and
-    /// [`serve`](Service::serve) returns [`ServeError::Startup`].
+    /// [`serve`](Service::serve) returns [`ServeError::Startup`]. If a shutdown begins first,
+    /// the work is cancelled (dropped) and the shutdown proceeds.
     pub fn startup<F, E>(mut self, work: F) -> Self
     where
         F: Future<Output = Result<(), E>> + Send + 'static,
@@ -287,6 +363,41 @@ impl ServiceBuilder {
     {
         self.startup
             .push(Box::pin(async move { work.await.map_err(Into::into) }));
+        self
+    }
+
+    /// Startup work that may have to wait for a dependency: `attempt` runs until it succeeds,
+    /// again after each error `transient` accepts (with backoff, see
+    /// [`startup_backoff`](Self::startup_backoff), and a warning naming `step`), and fails the
+    /// startup on any other error. Meanwhile the service answers probes, not ready. A shutdown
+    /// cancels it like any startup work.
+    ///
+    /// ```no_run
+    /// # use axum::Router;
+    /// # async fn migrate(url: &str) -> Result<(), std::io::Error> { Ok(()) }
+    /// let service = cutover::Service::builder(Router::new()).startup_retrying(
+    ///     "migrations",
+    ///     || migrate("postgres://db/app"),
+    ///     // Retry while the database cannot be reached; a broken migration ends the startup.
+    ///     |error: &std::io::Error| error.kind() == std::io::ErrorKind::ConnectionRefused,
+    /// );
+    /// ```
+    pub fn startup_retrying<F, Fut, E, R>(mut self, step: impl Into<String>, attempt: F, transient: R) -> Self
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError> + fmt::Display + Send + 'static,
+        R: Fn(&E) -> bool + Send + 'static,
+    {
+        let work = retrying(step.into(), self.backoff, attempt, transient);
+        self.startup.push(Box::pin(work));
+        self
+    }
+
+    /// The backoff of [`startup_retrying`](Self::startup_retrying) work added after this call
+    /// (default: 500 ms doubling to 10 s, ±20 % jitter).
+    pub fn startup_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
         self
     }
 
@@ -302,7 +413,8 @@ impl ServiceBuilder {
     }
 
     /// Send `X-Service-Version: <version>` on every response, probes included, so a deployment
-    /// (or a test) can see which version answered while traffic moves between two.
+    /// (or a test) can see which version answered while traffic moves between two. It is also
+    /// the `service_version` of the request spans and metrics.
     pub fn service_version(mut self, version: impl Into<String>) -> Self {
         self.version = Some(version.into());
         self
@@ -310,6 +422,7 @@ impl ServiceBuilder {
 
     /// Serve `/metrics` in the Prometheus text format and record requests, latencies, requests
     /// in flight, the lifecycle phase and every health check (see [`crate::prometheus`]).
+    /// `/metrics` is served on the admin address when there is one, else on the public one.
     /// Installs a process-wide recorder on first use.
     #[cfg(feature = "prometheus")]
     pub fn prometheus(mut self) -> Self {
@@ -329,6 +442,20 @@ impl ServiceBuilder {
         self
     }
 
+    /// Also serve an admin address (say `127.0.0.1:9000`, or a port only the cluster reaches):
+    /// every probe with full details, and `/metrics`, which then leaves the public address.
+    /// The probes stay on both, so orchestrators may use either.
+    pub fn admin_bind(mut self, address: SocketAddr) -> Self {
+        self.admin_listen = Some(Listen::Address(address));
+        self
+    }
+
+    /// The admin address on a listener that is already bound.
+    pub fn admin_listener(mut self, listener: TcpListener) -> Self {
+        self.admin_listen = Some(Listen::Listener(listener));
+        self
+    }
+
     /// Build the service. Must run inside a tokio runtime (signal handlers are installed here,
     /// so a SIGTERM that arrives during startup is already handled gracefully).
     pub fn build(self) -> Result<Service, ServeError> {
@@ -342,22 +469,42 @@ impl ServiceBuilder {
                 .build()
                 .expect("an empty registry always builds"),
         };
+        let with_admin = self.admin_listen.is_some();
+        let metrics = metrics_route(self.prometheus)?;
+        let mut config = self.config;
+        if metrics.is_some() && !with_admin {
+            // Prometheus keeps scraping while the service stops.
+            config = config.exempt_path("/metrics");
+        }
         let shutdown = self
             .shutdown
-            .config(self.config)
+            .config(config)
             .lifecycle(health.lifecycle().clone())
             .build()?;
-        #[cfg(feature = "prometheus")]
-        if self.prometheus {
-            crate::prometheus::handle().map_err(ServeError::Metrics)?;
-        }
+        let (public_metrics, admin_metrics) = if with_admin {
+            (None, metrics)
+        } else {
+            (metrics, None)
+        };
+        let admin = with_admin.then(|| stack::admin(&health, admin_metrics, version.clone()));
+        let app = stack::public(stack::Parts {
+            app: self.router,
+            health: health.clone(),
+            drain: shutdown.drain_layer(),
+            limits: self.limits.clone(),
+            service_version: version,
+            metrics: public_metrics,
+            record_metrics: self.prometheus,
+        });
         Ok(Service {
-            router: self.router,
+            app,
+            admin,
             health,
             shutdown,
             listen: self.listen,
+            admin_listen: self.admin_listen,
             startup: self.startup,
-            version,
+            limits: self.limits,
             prometheus: self.prometheus,
         })
     }
@@ -366,4 +513,18 @@ impl ServiceBuilder {
     pub async fn serve(self) -> Result<ShutdownReport, ServeError> {
         self.build()?.serve().await
     }
+}
+
+#[cfg(feature = "prometheus")]
+fn metrics_route(enabled: bool) -> Result<Option<Router>, ServeError> {
+    if !enabled {
+        return Ok(None);
+    }
+    let handle = crate::prometheus::handle().map_err(ServeError::Metrics)?;
+    Ok(Some(crate::prometheus::route(handle)))
+}
+
+#[cfg(not(feature = "prometheus"))]
+fn metrics_route(_enabled: bool) -> Result<Option<Router>, ServeError> {
+    Ok(None)
 }

@@ -1,0 +1,321 @@
+//! The limits every [`Service`](crate::Service) serves under, with safe defaults.
+//!
+//! | limit | default | environment | what happens at the limit |
+//! | --- | --- | --- | --- |
+//! | header read timeout | 10 s | `HTTP_HEADER_READ_TIMEOUT` | a connection that has not sent a whole request head in time (from accept, or from its first byte on a kept-alive HTTP/1.1 connection) is closed: slowloris |
+//! | idle timeout | 75 s | `HTTP_IDLE_TIMEOUT` | a connection with no request in progress and no bytes moving is closed (HTTP/2: GOAWAY); kept above the 60 s idle timeout of common load balancers so they close first |
+//! | body read timeout | 10 s | `HTTP_BODY_READ_TIMEOUT` | a request body that sends nothing for this long ends the request with `408` problem+json and `Connection: close` |
+//! | request timeout | 30 s | `HTTP_REQUEST_TIMEOUT` | a handler that has not answered in time is answered for with `503` problem+json (the server is slow, not the client) |
+//! | maximum body | 1 MiB | `HTTP_MAX_BODY_SIZE` | a larger body is refused with `413` problem+json, from its `Content-Length` before it is read, or as soon as a streamed body passes the limit |
+//! | maximum header size | 32 KiB | `HTTP_MAX_HEADER_SIZE` | a larger request head is refused with `431` (HTTP/1.1) or a stream reset (HTTP/2) |
+//! | maximum concurrent requests | 512 | `HTTP_MAX_CONCURRENT_REQUESTS` | further requests are shed at once with `503` problem+json and `Retry-After: 1`; probes and `/metrics` are never shed |
+//! | maximum connections | 1,024 | `HTTP_MAX_CONNECTIONS` | no further connection is accepted until one closes (they wait in the kernel's backlog) |
+//!
+//! Durations read from the environment accept `10s`, `500ms`, `1m 30s`, or a bare number of
+//! seconds; sizes accept `1048576`, `64k`/`64KiB`, `1m`/`1MiB` (binary units). `0` switches a
+//! timeout off, which only makes sense behind a proxy that enforces its own.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cutover::Limits;
+//!
+//! let limits = Limits::default()
+//!     .request_timeout(Duration::from_secs(60)) // reports take a while
+//!     .max_body_size(8 * 1024 * 1024);
+//! assert_eq!(limits.max_concurrent_requests_value(), 512);
+//!
+//! // The same, from the environment (here a map, in production `Limits::from_env()`):
+//! let from_env = Limits::default()
+//!     .with_vars(|name| (name == "HTTP_MAX_BODY_SIZE").then(|| "8MiB".to_owned()))
+//!     .unwrap();
+//! assert_eq!(from_env.max_body_size_value(), 8 * 1024 * 1024);
+//! ```
+
+use std::time::Duration;
+
+/// Default for [`Limits::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Limits::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Default for [`Limits::body_read_timeout`].
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Limits::request_timeout`].
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Limits::max_body_size`].
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
+/// Default for [`Limits::max_header_size`].
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+/// Default for [`Limits::max_concurrent_requests`].
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+/// Default for [`Limits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// hyper refuses read buffers smaller than this.
+const MIN_HEADER_SIZE: usize = 8 * 1024;
+
+/// Timeouts and sizes a [`Service`](crate::Service) enforces; see the [module docs](self) for
+/// the table of defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub(crate) header_read_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) body_read_timeout: Option<Duration>,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) max_body_size: usize,
+    pub(crate) max_header_size: usize,
+    pub(crate) max_concurrent_requests: usize,
+    pub(crate) max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// An environment variable that does not hold a usable value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is not {expected}")]
+pub struct LimitsError {
+    variable: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+impl LimitsError {
+    /// The variable that was rejected.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+}
+
+fn some_unless_zero(duration: Duration) -> Option<Duration> {
+    (!duration.is_zero()).then_some(duration)
+}
+
+impl Limits {
+    /// The defaults, overridden by the `HTTP_*` variables that are set (see the
+    /// [module docs](self)).
+    pub fn from_env() -> Result<Self, LimitsError> {
+        Self::default().with_env()
+    }
+
+    /// `self`, overridden by the `HTTP_*` variables that are set.
+    pub fn with_env(self) -> Result<Self, LimitsError> {
+        self.with_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`with_env`](Self::with_env) with any source of variables (tests, config files).
+    pub fn with_vars(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LimitsError> {
+        let duration = |variable: &'static str| -> Result<Option<Duration>, LimitsError> {
+            lookup(variable)
+                .map(|value| {
+                    cutover_shutdown::parse_duration(&value).map_err(|_| LimitsError {
+                        variable,
+                        value,
+                        expected: "a duration (e.g. `10s`, `500ms`, `0` to switch it off)",
+                    })
+                })
+                .transpose()
+        };
+        let size = |variable: &'static str, expected: &'static str| -> Result<Option<usize>, LimitsError> {
+            lookup(variable)
+                .map(|value| {
+                    parse_size(&value).ok_or(LimitsError {
+                        variable,
+                        value,
+                        expected,
+                    })
+                })
+                .transpose()
+        };
+        if let Some(value) = duration("HTTP_HEADER_READ_TIMEOUT")? {
+            self.header_read_timeout = some_unless_zero(value);
+        }
+        if let Some(value) = duration("HTTP_IDLE_TIMEOUT")? {
+            self.idle_timeout = some_unless_zero(value);
+        }
+        if let Some(value) = duration("HTTP_BODY_READ_TIMEOUT")? {
+            self.body_read_timeout = some_unless_zero(value);
+        }
+        if let Some(value) = duration("HTTP_REQUEST_TIMEOUT")? {
+            self.request_timeout = some_unless_zero(value);
+        }
+        let bytes = "a size in bytes (e.g. `1048576`, `64KiB`, `1MiB`)";
+        let count = "a positive number";
+        if let Some(value) = size("HTTP_MAX_BODY_SIZE", bytes)? {
+            self.max_body_size = value;
+        }
+        if let Some(value) = size("HTTP_MAX_HEADER_SIZE", bytes)? {
+            self = self.max_header_size(value);
+        }
+        if let Some(value) = size("HTTP_MAX_CONCURRENT_REQUESTS", count)? {
+            self = self.max_concurrent_requests(value);
+        }
+        if let Some(value) = size("HTTP_MAX_CONNECTIONS", count)? {
+            self = self.max_connections(value);
+        }
+        Ok(self)
+    }
+
+    /// Time a client has to send a whole request head (default 10 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = some_unless_zero(timeout);
+        self
+    }
+
+    /// Time a connection may sit with no request in progress and no bytes moving (default
+    /// 75 s).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = some_unless_zero(timeout);
+        self
+    }
+
+    /// Time a request body may send nothing (default 10 s).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = some_unless_zero(timeout);
+        self
+    }
+
+    /// Time a handler has to produce its response (default 30 s). Streaming bodies are not
+    /// cut by it once their headers are sent.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = some_unless_zero(timeout);
+        self
+    }
+
+    /// Largest request body, in bytes (default 1 MiB). Routes that need less should say so
+    /// with their own `tower_http::limit::RequestBodyLimitLayer`.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// Largest request head (request line and headers), in bytes (default 32 KiB, at least
+    /// 8 KiB).
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.max_header_size = bytes.max(MIN_HEADER_SIZE);
+        self
+    }
+
+    /// Requests handled at once before further ones are shed with 503 (default 512).
+    pub fn max_concurrent_requests(mut self, count: usize) -> Self {
+        self.max_concurrent_requests = count.max(1);
+        self
+    }
+
+    /// Connections open at once (default 1,024).
+    pub fn max_connections(mut self, count: usize) -> Self {
+        self.max_connections = count.max(1);
+        self
+    }
+
+    /// The header read timeout, `None` when off.
+    pub fn header_read_timeout_value(&self) -> Option<Duration> {
+        self.header_read_timeout
+    }
+
+    /// The idle timeout, `None` when off.
+    pub fn idle_timeout_value(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    /// The body read timeout, `None` when off.
+    pub fn body_read_timeout_value(&self) -> Option<Duration> {
+        self.body_read_timeout
+    }
+
+    /// The request timeout, `None` when off.
+    pub fn request_timeout_value(&self) -> Option<Duration> {
+        self.request_timeout
+    }
+
+    /// The largest request body.
+    pub fn max_body_size_value(&self) -> usize {
+        self.max_body_size
+    }
+
+    /// The largest request head.
+    pub fn max_header_size_value(&self) -> usize {
+        self.max_header_size
+    }
+
+    /// The concurrency limit.
+    pub fn max_concurrent_requests_value(&self) -> usize {
+        self.max_concurrent_requests
+    }
+
+    /// The connection limit.
+    pub fn max_connections_value(&self) -> usize {
+        self.max_connections
+    }
+}
+
+/// `1048576`, `64k`, `64KiB`, `1m`, `1MiB` (binary units, case-insensitive).
+fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: usize = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_the_usual_units() {
+        assert_eq!(parse_size("1048576"), Some(1_048_576));
+        assert_eq!(parse_size("64k"), Some(65_536));
+        assert_eq!(parse_size("64 KiB"), Some(65_536));
+        assert_eq!(parse_size("1MiB"), Some(1_048_576));
+        assert_eq!(parse_size("2mb"), Some(2_097_152));
+        for bad in ["", "k", "-1", "1.5MiB", "12 parsecs", "99999999999999999999g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_environment_overrides_and_explains_mistakes() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        let limits = Limits::default()
+            .with_vars(vars(&[
+                ("HTTP_REQUEST_TIMEOUT", "45s"),
+                ("HTTP_IDLE_TIMEOUT", "0"),
+                ("HTTP_MAX_CONNECTIONS", "10"),
+                ("HTTP_MAX_HEADER_SIZE", "1k"),
+            ]))
+            .unwrap();
+        assert_eq!(limits.request_timeout_value(), Some(Duration::from_secs(45)));
+        assert_eq!(limits.idle_timeout_value(), None);
+        assert_eq!(limits.max_connections_value(), 10);
+        assert_eq!(limits.max_header_size_value(), MIN_HEADER_SIZE, "hyper's floor");
+        let error = Limits::default()
+            .with_vars(vars(&[("HTTP_MAX_BODY_SIZE", "lots")]))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "HTTP_MAX_BODY_SIZE=\"lots\" is not a size in bytes (e.g. `1048576`, `64KiB`, `1MiB`)"
+        );
+        assert_eq!(error.variable(), "HTTP_MAX_BODY_SIZE");
+    }
+}

@@ -1,0 +1,77 @@
+//! The matched route template, carried out of the router on the response, for the span and
+//! the metrics: labels stay bounded (`/api/users/{id}`, never `/api/users/42`).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::extract::MatchedPath;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+/// Copies the request's `MatchedPath` into the response's extensions. Apply inside the router
+/// (`Router::layer`), where the route is known.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RouteTagLayer;
+
+impl<S> Layer<S> for RouteTagLayer {
+    type Service = RouteTag<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RouteTag { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RouteTag<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RouteTag<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RouteTagFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        RouteTagFuture {
+            inner: self.inner.call(request),
+            route,
+        }
+    }
+}
+
+pin_project! {
+    pub(crate) struct RouteTagFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+    }
+}
+
+impl<F, B, E> Future for RouteTagFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(route) = this.route.take() {
+            // The innermost router knows best (a nested router's full path).
+            response.extensions_mut().get_or_insert_with(|| route);
+        }
+        Poll::Ready(Ok(response))
+    }
+}

@@ -1,0 +1,98 @@
+//! One span per request, and one line when it ends.
+//!
+//! The span (`request`, level INFO; DEBUG for probes, so they do not flood logs) carries the
+//! method, the path, the request id, the service version, and, once known, the matched route,
+//! the negotiated API version, the status and the latency. Every event logged while the request
+//! is handled is inside it, so each log line of a request names its request id. The line at
+//! the end has the target `cutover::access`: `RUST_LOG=info,cutover::access=off` silences it.
+//! Header values are never recorded (`Authorization` and `Cookie` are also marked sensitive).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::extract::MatchedPath;
+use http::{Request, Response};
+use tracing::{Span, field::Empty};
+
+use super::{API_VERSION, REQUEST_ID};
+
+/// Paths that are probed, not used: their spans and lines are at DEBUG.
+pub(crate) fn is_probe(path: &str) -> bool {
+    path == "/metrics" || path == "/health" || path.starts_with("/health/")
+}
+
+/// Makes the request span.
+#[derive(Debug, Clone)]
+pub(crate) struct MakeRequestSpan {
+    pub(crate) service_version: Arc<str>,
+}
+
+impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        let path = request.uri().path();
+        let span = if is_probe(path) {
+            tracing::debug_span!(
+                "request",
+                method = %request.method(),
+                path,
+                request_id,
+                service_version = &*self.service_version,
+                route = Empty,
+                api_version = Empty,
+                status = Empty,
+                latency_ms = Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path,
+                request_id,
+                service_version = &*self.service_version,
+                route = Empty,
+                api_version = Empty,
+                status = Empty,
+                latency_ms = Empty,
+            )
+        };
+        span
+    }
+}
+
+/// Records what the response says into the span, and logs one line.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OnRequestEnd;
+
+impl<B> tower_http::trace::OnResponse<B> for OnRequestEnd {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        let status = response.status().as_u16();
+        let route = response.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        let api_version = response
+            .headers()
+            .get(API_VERSION)
+            .and_then(|value| value.to_str().ok());
+        let latency_ms = latency.as_secs_f64() * 1000.0;
+        span.record("status", status);
+        span.record("latency_ms", latency_ms);
+        if let Some(route) = route {
+            span.record("route", route);
+        }
+        if let Some(api_version) = api_version {
+            span.record("api_version", api_version);
+        }
+        let probe = span
+            .metadata()
+            .is_some_and(|metadata| *metadata.level() == tracing::Level::DEBUG);
+        if probe {
+            tracing::debug!(target: "cutover::access", status, latency_ms, "request finished");
+        } else if response.status().is_server_error() {
+            tracing::warn!(target: "cutover::access", status, latency_ms, "request finished");
+        } else {
+            tracing::info!(target: "cutover::access", status, latency_ms, "request finished");
+        }
+    }
+}
