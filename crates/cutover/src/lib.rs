@@ -59,11 +59,11 @@ mod stack;
 #[cfg(feature = "serve")]
 pub mod startup;
 
-#[doc(inline)]
-pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "serve")]
 #[doc(inline)]
 pub use cutover_core::problem::Problem;
+#[doc(inline)]
+pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "serve")]
 pub use limits::{Limits, LimitsError};
 #[cfg(feature = "serve")]

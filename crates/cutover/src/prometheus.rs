@@ -25,9 +25,9 @@
 
 use std::{
     cell::RefCell,
-    hash::BuildHasher as _,
     collections::HashMap,
     future::Future,
+    hash::BuildHasher as _,
     pin::Pin,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
@@ -226,7 +226,13 @@ impl Recording {
             let entry = match position {
                 Some(position) => &bucket[position],
                 None => {
-                    bucket.push(SeriesEntry::new(self.method, status, route, api_version, &self.service_version));
+                    bucket.push(SeriesEntry::new(
+                        self.method,
+                        status,
+                        route,
+                        api_version,
+                        &self.service_version,
+                    ));
                     &bucket[bucket.len() - 1]
                 }
             };

@@ -481,11 +481,7 @@ impl ServiceBuilder {
             .config(config)
             .lifecycle(health.lifecycle().clone())
             .build()?;
-        let (public_metrics, admin_metrics) = if with_admin {
-            (None, metrics)
-        } else {
-            (metrics, None)
-        };
+        let (public_metrics, admin_metrics) = if with_admin { (None, metrics) } else { (metrics, None) };
         let admin = with_admin.then(|| stack::admin(&health, admin_metrics, version.clone()));
         let app = stack::public(stack::Parts {
             app: self.router,

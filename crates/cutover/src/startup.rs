@@ -59,7 +59,12 @@ impl Backoff {
 
 /// `attempt` until it succeeds or fails for good; see
 /// [`ServiceBuilder::startup_retrying`](crate::ServiceBuilder::startup_retrying).
-pub(crate) async fn retrying<F, Fut, E, R>(step: String, backoff: Backoff, mut attempt: F, transient: R) -> Result<(), BoxError>
+pub(crate) async fn retrying<F, Fut, E, R>(
+    step: String,
+    backoff: Backoff,
+    mut attempt: F,
+    transient: R,
+) -> Result<(), BoxError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -98,7 +103,11 @@ where
 /// Run the startup work in order, then mark the service started. A shutdown that begins first
 /// cancels the work (drops it) so the process exits within its budget; a failure shuts the
 /// service down and is returned.
-pub(crate) async fn run(work: Vec<StartupWork>, health: HealthRegistry, shutdown: ShutdownHandle) -> Result<(), BoxError> {
+pub(crate) async fn run(
+    work: Vec<StartupWork>,
+    health: HealthRegistry,
+    shutdown: ShutdownHandle,
+) -> Result<(), BoxError> {
     let mut phase = health.lifecycle().watch();
     let all = async {
         for step in work {
@@ -141,7 +150,10 @@ mod tests {
         for retry in 0..5 {
             let wait = backoff.jittered(retry);
             let base = backoff.delay(retry);
-            assert!(wait >= base.mul_f64(0.8) && wait <= base.mul_f64(1.2), "{wait:?} around {base:?}");
+            assert!(
+                wait >= base.mul_f64(0.8) && wait <= base.mul_f64(1.2),
+                "{wait:?} around {base:?}"
+            );
         }
     }
 }

@@ -79,19 +79,25 @@ async fn metrics_count_requests_and_follow_the_phase_and_the_checks() {
     };
     let labels = r#"api_version="none",service_version="1.2.3""#;
     assert_eq!(
-        line(&format!(r#"http_requests_total{{method="GET",route="/hello",{labels},status="200"}}"#)),
+        line(&format!(
+            r#"http_requests_total{{method="GET",route="/hello",{labels},status="200"}}"#
+        )),
         Some(3.0),
         "{metrics}"
     );
     // The route template, never the raw path: ids do not make series.
     assert_eq!(
-        line(&format!(r#"http_requests_total{{method="GET",route="/users/{{id}}",{labels},status="200"}}"#)),
+        line(&format!(
+            r#"http_requests_total{{method="GET",route="/users/{{id}}",{labels},status="200"}}"#
+        )),
         Some(3.0),
         "{metrics}"
     );
     assert!(!metrics.contains("/users/22"), "{metrics}");
     assert_eq!(
-        line(&format!(r#"http_requests_total{{method="GET",route="unmatched",{labels},status="404"}}"#)),
+        line(&format!(
+            r#"http_requests_total{{method="GET",route="unmatched",{labels},status="404"}}"#
+        )),
         Some(1.0),
         "{metrics}"
     );
@@ -171,7 +177,10 @@ async fn with_an_admin_address_metrics_and_details_leave_the_public_one() {
     assert!(!public_report.contains("db.internal"), "{public_report}");
     assert!(public_report.contains("\"last_error\":\"hidden\""), "{public_report}");
     let admin_report = get(format!("{admin_base}/health")).await.text().await.unwrap();
-    assert!(admin_report.contains("connection refused by db.internal:5432"), "{admin_report}");
+    assert!(
+        admin_report.contains("connection refused by db.internal:5432"),
+        "{admin_report}"
+    );
     assert_eq!(get(format!("{admin_base}/health/live")).await.status(), 200);
     assert_eq!(get(format!("{base}/health/live")).await.status(), 200);
 

@@ -81,7 +81,9 @@ pub(crate) fn public(parts: Parts) -> Router {
     let application = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(problem::overloaded))
         .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_concurrent_requests,
+        ))
         .option_layer(
             limits
                 .request_timeout
@@ -89,7 +91,11 @@ pub(crate) fn public(parts: Parts) -> Router {
         )
         .layer(RequestBodyLimitLayer::new(limits.max_body_size))
         .map_request(|request: Request<_>| request.map(Body::new))
-        .option_layer(limits.body_read_timeout.map(|timeout| body_timeout::BodyReadTimeoutLayer { timeout }))
+        .option_layer(
+            limits
+                .body_read_timeout
+                .map(|timeout| body_timeout::BodyReadTimeoutLayer { timeout }),
+        )
         // The limit above is enforced on the body itself; axum's extractors need not add their own.
         .layer(DefaultBodyLimit::disable())
         .service(app);
@@ -97,9 +103,7 @@ pub(crate) fn public(parts: Parts) -> Router {
     if let Some(metrics) = metrics {
         routes = routes.merge(metrics);
     }
-    let routes = routes
-        .route_layer(route::RouteTagLayer)
-        .fallback_service(application);
+    let routes = routes.route_layer(route::RouteTagLayer).fallback_service(application);
     wrap(routes, drain, service_version, record_metrics)
 }
 
@@ -172,7 +176,11 @@ fn wrap(routes: Router, drain: DrainLayer, service_version: Option<HeaderValue>,
 }
 
 #[cfg(feature = "prometheus")]
-fn metrics_layer<S>(inner: S, record: bool, service_version: &Arc<str>) -> tower::util::Either<crate::prometheus::Track<S>, S> {
+fn metrics_layer<S>(
+    inner: S,
+    record: bool,
+    service_version: &Arc<str>,
+) -> tower::util::Either<crate::prometheus::Track<S>, S> {
     if record {
         tower::util::Either::Left(crate::prometheus::TrackLayer::new(Arc::clone(service_version)).layer(inner))
     } else {
@@ -188,9 +196,10 @@ fn metrics_layer<S>(inner: S, _record: bool, _service_version: &Arc<str>) -> S {
 /// A client's request id is kept only if it is short and made of visible ASCII; otherwise it
 /// is dropped and a fresh one is made, so logs never carry a client's megabyte or its escapes.
 fn sanitize_request_id<B>(mut request: Request<B>) -> Request<B> {
-    let sane = request.headers().get(REQUEST_ID).is_none_or(|value| {
-        value.len() <= MAX_REQUEST_ID && value.as_bytes().iter().all(|b| b.is_ascii_graphic())
-    });
+    let sane = request
+        .headers()
+        .get(REQUEST_ID)
+        .is_none_or(|value| value.len() <= MAX_REQUEST_ID && value.as_bytes().iter().all(|b| b.is_ascii_graphic()));
     if !sane {
         request.headers_mut().remove(REQUEST_ID);
     }

@@ -29,7 +29,9 @@ pub(crate) fn fill(response: Response) -> Response {
     }
     let (mut parts, _) = response.into_parts();
     let problem = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(status).with_detail("the request body is larger than this endpoint accepts"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(status).with_detail("the request body is larger than this endpoint accepts")
+        }
         StatusCode::REQUEST_TIMEOUT => Problem::new(status).with_detail("the request was not received in time"),
         StatusCode::SERVICE_UNAVAILABLE => Problem::new(status).with_detail("the service could not answer in time"),
         _ => Problem::new(status),

@@ -34,7 +34,7 @@ impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
         let path = request.uri().path();
-        let span = if is_probe(path) {
+        if is_probe(path) {
             tracing::debug_span!(
                 "request",
                 method = %request.method(),
@@ -58,8 +58,7 @@ impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
                 status = Empty,
                 latency_ms = Empty,
             )
-        };
-        span
+        }
     }
 }
 
