@@ -113,6 +113,23 @@ async fn postgres_check_passes_fails_when_unreachable_and_recovers() {
 }
 
 #[tokio::test]
+async fn postgres_check_on_a_default_pool_reports_the_real_cause() {
+    // A pool with sqlx's defaults (30 s acquire timeout, retrying refused connections) in front
+    // of a port nothing listens on: the check must say why, not that it timed out.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = retarget(&service_url("DATABASE_URL"), closed);
+    let pool = PgPoolOptions::new().connect_lazy(&url).unwrap();
+    let registry = registry_with("postgres", PostgresCheck::new(pool));
+    let error = assert_fails_within_timeout(&registry, "postgres").await;
+    assert!(error.starts_with("cannot connect: "), "{error}");
+    assert!(error.to_lowercase().contains("connection refused"), "{error}");
+    assert!(!error.contains("timed out"), "{error}");
+}
+
+#[tokio::test]
 async fn postgres_probes_leave_no_connection_behind() {
     let url = service_url("DATABASE_URL");
     let application = unique("cutover_leak");

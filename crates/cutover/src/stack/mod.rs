@@ -33,7 +33,7 @@ use axum::{
 use cutover_health::HealthRegistry;
 use cutover_shutdown::{DrainLayer, drain::DrainBody};
 use http::{HeaderName, HeaderValue, StatusCode, header};
-use tower::{Layer as _, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
@@ -182,7 +182,10 @@ fn metrics_layer<S>(
     service_version: &Arc<str>,
 ) -> tower::util::Either<crate::prometheus::Track<S>, S> {
     if record {
-        tower::util::Either::Left(crate::prometheus::TrackLayer::new(Arc::clone(service_version)).layer(inner))
+        tower::util::Either::Left(tower::Layer::layer(
+            &crate::prometheus::TrackLayer::new(Arc::clone(service_version)),
+            inner,
+        ))
     } else {
         tower::util::Either::Right(inner)
     }
