@@ -196,6 +196,30 @@ pub enum MigrateError {
 }
 
 impl MigrateError {
+    /// Whether running again later may succeed without anything changing: the database could
+    /// not be reached or refused connections for now, or another runner held the lock. What a
+    /// start-up retry loop retries; every other error needs a person.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cutover_migrate::MigrateError;
+    ///
+    /// assert!(MigrateError::LockTimeout { waited: Duration::from_secs(60) }.is_transient());
+    /// assert!(!MigrateError::UnsupportedUrl("ftp://x".into()).is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::LockTimeout { .. } => true,
+            Self::Database { source, .. } => is_transient_sqlx(source),
+            #[cfg(feature = "mongodb")]
+            Self::Mongo { source, .. } => matches!(
+                *source.kind,
+                mongodb::error::ErrorKind::ServerSelection { .. } | mongodb::error::ErrorKind::Io(_)
+            ),
+            _ => false,
+        }
+    }
+
     #[cfg(feature = "mongodb")]
     pub(crate) fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> Self {
         let context = context.into();
@@ -205,5 +229,18 @@ impl MigrateError {
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let context = context.into();
         move |source| Self::Database { context, source }
+    }
+}
+
+/// Connection failures, and the server saying "not now": SQLSTATE class 08 (connection
+/// exception), 57P03 (cannot connect now: starting up or shutting down), 53300 (too many
+/// connections).
+fn is_transient_sqlx(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(database) => database
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code == "57P03" || code == "53300"),
+        _ => false,
     }
 }

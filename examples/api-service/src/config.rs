@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8000)]
     pub port: u16,
 
+    /// Admin port (on the same host address): `/metrics` and the full `/health` report
+    /// (with error text and system details) move there; the probes answer on both ports.
+    #[arg(long, env = "ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+
     /// Version reported in health responses.
     #[arg(long, env = "SERVICE_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     pub service_version: String,

@@ -22,7 +22,7 @@ pub mod users;
 
 use std::net::SocketAddr;
 
-use cutover::{Service, shutdown::ShutdownReport};
+use cutover::{Limits, Service, shutdown::ShutdownReport};
 
 pub use config::{Command, Config, LogFormat};
 pub use dependencies::Dependencies;
@@ -75,16 +75,27 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let router = app::router(&config.service_version, &config.environment).merge(users::router(store, events, cache));
     let sqlite = dependencies.sqlite.clone();
 
+    let migrator = migrations::Startup::new(migration_url, migration_set, phases);
     let mut service = Service::builder(router)
         .service_version(&config.service_version)
         .prometheus()
         .health(health)
         .shutdown(config.shutdown())
+        .limits(Limits::from_env()?)
         .versioning(users::version_layer())
         .bind(SocketAddr::new(config.host, config.port))
-        // Readiness waits for the schema: probes answer 503 until the migrations are applied.
-        .startup(migrations::apply_on_startup(migration_url, migration_set, phases))
+        // Readiness waits for the schema: probes answer 503 until the migrations are applied,
+        // retried while the database cannot be reached; a broken migration ends the start-up.
+        .startup_retrying(
+            "migrations",
+            move || migrator.clone().apply(),
+            cutover_migrate::MigrateError::is_transient,
+        )
         .hook("close sqlite", move || async move { sqlite.close().await });
+    if let Some(port) = config.admin_port {
+        // `/metrics` and the full `/health` report move there; probes stay on both.
+        service = service.admin_bind(SocketAddr::new(config.host, port));
+    }
     if let Some(pool) = dependencies.postgres.clone() {
         // Hooks run last registered first: PostgreSQL closes before SQLite.
         service = service.hook("close postgres", move || async move { pool.close().await });

@@ -15,8 +15,9 @@ async fn main() -> ExitCode {
             return match api_service::migrate(&config, phases).await {
                 Ok(report) => {
                     println!(
-                        "applied {:?}; already applied by others {:?}",
-                        report.applied, report.applied_by_others
+                        "applied: {}; already applied by others: {}",
+                        api_service::migrations::versions(&report.applied),
+                        api_service::migrations::versions(&report.applied_by_others)
                     );
                     ExitCode::SUCCESS
                 }

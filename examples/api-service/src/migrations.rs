@@ -7,8 +7,6 @@
 //! `--phase contract` once every old instance is gone). The embedded SQLite database has no
 //! rollout to protect and runs expand and backfill.
 
-use std::time::Duration;
-
 use cutover_migrate::{MigrateError, MigrationSet, Migrator, Phase, UpOptions};
 
 /// The PostgreSQL migrations.
@@ -21,28 +19,45 @@ pub fn sqlite() -> Result<MigrationSet, MigrateError> {
     cutover_migrate::embed_migrations!("migrations/sqlite")
 }
 
-/// Apply what start-up should apply to `url`, retrying while the database cannot be reached:
-/// the service keeps answering probes (not ready) meanwhile, and recovers when it is back.
-/// Errors that waiting cannot fix (a broken migration, a lint refusal) end the start-up.
-pub async fn apply_on_startup(url: String, set: MigrationSet, phases: Vec<Phase>) -> Result<(), MigrateError> {
-    let migrator = Migrator::new(set);
-    let options = UpOptions {
-        phases: Some(phases),
-        ..UpOptions::default()
-    };
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match migrator.up(&url, &options).await {
-            Ok(report) => {
-                tracing::info!(applied = ?report.applied, by_others = ?report.applied_by_others, "migrations up to date");
-                return Ok(());
-            }
-            Err(error @ (MigrateError::Database { .. } | MigrateError::LockTimeout { .. })) => {
-                tracing::warn!(%error, retry_in = ?delay, "cannot migrate yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(error) => return Err(error),
+/// What start-up applies: the embedded migrations of `phases` to one database. Each
+/// [`apply`](Self::apply) is one attempt; the service retries the attempts that failed because
+/// the database could not be reached ([`MigrateError::is_transient`]).
+#[derive(Debug, Clone)]
+pub struct Startup {
+    url: String,
+    migrator: Migrator,
+    options: UpOptions,
+}
+
+impl Startup {
+    /// Apply `set`'s migrations of `phases` to `url`.
+    pub fn new(url: String, set: MigrationSet, phases: Vec<Phase>) -> Self {
+        Self {
+            url,
+            migrator: Migrator::new(set),
+            options: UpOptions {
+                phases: Some(phases),
+                ..UpOptions::default()
+            },
         }
     }
+
+    /// One attempt.
+    pub async fn apply(self) -> Result<(), MigrateError> {
+        let report = self.migrator.up(&self.url, &self.options).await?;
+        tracing::info!(
+            applied = %versions(&report.applied),
+            by_others = %versions(&report.applied_by_others),
+            "migrations up to date"
+        );
+        Ok(())
+    }
+}
+
+/// `1, 2, 3`, or `none`.
+pub fn versions(versions: &[i64]) -> String {
+    if versions.is_empty() {
+        return "none".to_owned();
+    }
+    versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }

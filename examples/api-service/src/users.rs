@@ -14,20 +14,37 @@
 //! Versions are read from `Accept-Version`, `/api/v1.2/users`, or `?version=1.2`. An
 //! unsupported version is a 400 problem; see [`versions`] for how compatible resolution
 //! (`1.4` served as `1.3`) would be switched on instead.
+//!
+//! Writes follow the library's write contract in every version: `POST` (a new user) refuses
+//! fields the client's version does not have; `PUT` (a whole user, as the client's version
+//! sees it) and `PATCH` (a JSON merge patch) are applied **onto the stored user**, so a 1.0
+//! client that has never seen `preferences` cannot reset them.
+//!
+//! Bounds, so no client can make a replica run out of memory: request bodies up to
+//! [`MAX_BODY`], `preferences` an object of at most [`MAX_PREFERENCES`] bytes and
+//! [`MAX_DEPTH`] levels, stored and served as raw JSON (never parsed on a read in the newest
+//! version), and a page stops early once its users hold [`PAGE_BYTES`] of preferences.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::{
     Router,
     extract::{FromRef, Path, Query, State, rejection::PathRejection},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use cutover::versioning::{Shape, VersionChanges, VersionLayer, VersionSet, Versioned, VersionedJson, VersionedShape};
+use cutover::{
+    Problem,
+    versioning::{
+        Shape, VersionChanges, VersionLayer, VersionSet, Versioned, VersionedJson, VersionedJsonRejection,
+        VersionedShape, VersionedUpdate,
+    },
+};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use sqlx::{PgPool, SqlitePool};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use self::queries::Queries;
 use crate::{
@@ -37,6 +54,16 @@ use crate::{
 
 /// 1.0 has been deprecated since 2025-01-01.
 const V1_0_DEPRECATED: u64 = 1_735_689_600;
+
+/// Largest request body on `/api/users` routes: a user is small.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Largest `preferences` object, serialized.
+pub const MAX_PREFERENCES: usize = 16 * 1024;
+/// Deepest `preferences` nesting (the object itself is level 1).
+pub const MAX_DEPTH: usize = 8;
+/// A page ends early once its users' preferences add up to this many bytes (at least one user
+/// is always served), so a page costs bounded memory whatever is stored.
+pub const PAGE_BYTES: usize = 256 * 1024;
 
 /// The supported versions, as in the brief: 1.0 to 1.3, default 1.3, 1.0 deprecated, and an
 /// unsupported version rejected.
@@ -134,8 +161,44 @@ pub struct User {
     pub updated_at: String,
     /// Profile (since 1.2).
     pub profile: Profile,
-    /// Free-form preferences (since 1.3).
-    pub preferences: Value,
+    /// Free-form preferences (since 1.3), as stored.
+    pub preferences: Preferences,
+}
+
+/// A user's preferences as the database holds them: JSON text, checked once when written and
+/// served as it is, never parsed into a tree on a read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Preferences(Box<RawValue>);
+
+impl Preferences {
+    /// `{}`.
+    pub fn empty() -> Self {
+        Self(RawValue::from_string("{}".to_owned()).expect("`{}` is JSON"))
+    }
+
+    /// Stored text, or `{}` when it is missing or not JSON.
+    fn from_stored(text: Option<String>) -> Self {
+        text.and_then(|text| RawValue::from_string(text).ok())
+            .map_or_else(Self::empty, Self)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Preferences {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl From<&Value> for Preferences {
+    fn from(value: &Value) -> Self {
+        Self(RawValue::from_string(value.to_string()).expect("a Value serializes to JSON"))
+    }
 }
 
 impl VersionedShape for User {
@@ -224,10 +287,7 @@ impl From<UserRow> for User {
                 last_name: row.last_name,
                 avatar_url: row.avatar_url,
             },
-            preferences: row
-                .preferences
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_else(|| json!({})),
+            preferences: Preferences::from_stored(row.preferences),
         }
     }
 }
@@ -332,7 +392,7 @@ impl UserStore {
     async fn page(&self, after: i64, limit: u32) -> Result<Page<User>, ApiError> {
         // Keyset pagination: stable under inserts, no OFFSET scans.
         let fetch = i64::from(limit) + 1;
-        let rows = match self {
+        let (rows, cut) = match self {
             Self::Sqlite(pool) => Queries { pool, dialect: &SQLITE }.after(after, fetch).await,
             Self::Postgres(pool) => {
                 Queries {
@@ -348,6 +408,8 @@ impl UserStore {
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|user| user.id.to_string())
+        } else if cut {
+            items.last().map(|user| user.id.to_string())
         } else {
             None
         };
@@ -358,6 +420,7 @@ impl UserStore {
 /// The queries, written once for any database that can store a user (`$N` placeholders work
 /// in both SQLite and PostgreSQL).
 mod queries {
+    use futures_util::TryStreamExt as _;
     use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
     use super::{ApiError, Dialect, NewUser, UserRow, conflict_or_internal};
@@ -447,16 +510,25 @@ mod queries {
                 .await
         }
 
-        /// Up to `limit` users with ids above `after`, in id order.
-        pub(super) async fn after(&self, after: i64, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
-            sqlx::query_as(AssertSqlSafe(format!(
-                "{} WHERE u.id > $1 ORDER BY u.id LIMIT $2",
-                self.dialect.select
-            )))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(self.pool)
-            .await
+        /// Up to `limit` users with ids above `after`, in id order, read one by one until
+        /// their preferences reach [`PAGE_BYTES`](super::PAGE_BYTES); `true` when it stopped
+        /// there.
+        pub(super) async fn after(&self, after: i64, limit: i64) -> Result<(Vec<UserRow>, bool), sqlx::Error> {
+            let query = format!("{} WHERE u.id > $1 ORDER BY u.id LIMIT $2", self.dialect.select);
+            let mut rows = sqlx::query_as::<_, UserRow>(AssertSqlSafe(query))
+                .bind(after)
+                .bind(limit)
+                .fetch(self.pool);
+            let mut page = Vec::new();
+            let mut bytes = 0;
+            while let Some(row) = rows.try_next().await? {
+                bytes += row.preferences.as_ref().map_or(0, String::len);
+                page.push(row);
+                if bytes >= super::PAGE_BYTES {
+                    return Ok((page, true));
+                }
+            }
+            Ok((page, false))
         }
     }
 }
@@ -493,7 +565,9 @@ impl FromRef<Shared> for Option<Events> {
 pub fn router(store: UserStore, events: Option<Events>, cache: Option<UserCache>) -> Router {
     Router::new()
         .route("/api/users", get(list).post(create))
-        .route("/api/users/{id}", get(get_one).put(replace))
+        .route("/api/users/{id}", get(get_one).put(update).patch(update))
+        // Tighter than the service-wide limit: a user is small.
+        .route_layer(RequestBodyLimitLayer::new(MAX_BODY))
         .with_state(Shared { store, events, cache })
 }
 
@@ -515,19 +589,25 @@ async fn create(
     Ok(([(header::LOCATION, location)], Versioned::created(user)).into_response())
 }
 
-/// `PUT /api/users/{id}`: replace a user (same body as `POST`), announce `user.updated`, and
-/// drop the cached copy.
-async fn replace(
+/// `PUT /api/users/{id}` (the whole user, as the client's version sees it) and `PATCH` (a
+/// JSON merge patch): applied onto the stored user, so fields the client's version cannot see
+/// keep their values. Announces `user.updated` and drops the cached copy.
+async fn update(
     State(store): State<UserStore>,
     State(events): State<Option<Events>>,
     State(cache): State<Option<UserCache>>,
     headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
-    VersionedJson(new): VersionedJson<NewUser>,
+    update: VersionedUpdate<NewUser>,
 ) -> Result<Versioned<User>, ApiError> {
     let Ok(Path(id)) = id else {
         return Err(ApiError::NotFound("user ids are numbers".to_owned()));
     };
+    let stored = store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
+    let new = update.onto(&stored)?;
     validate(&new)?;
     let user = store
         .update(id, new)
@@ -552,7 +632,30 @@ fn validate(new: &NewUser) -> Result<(), ApiError> {
     if !new.email.contains('@') {
         return Err(ApiError::Invalid(format!("`{}` is not an email address", new.email)));
     }
+    if !new.preferences.is_object() {
+        return Err(ApiError::Invalid("preferences must be a JSON object".to_owned()));
+    }
+    let size = new.preferences.to_string().len();
+    if size > MAX_PREFERENCES {
+        return Err(ApiError::Invalid(format!(
+            "preferences take {size} bytes; at most {MAX_PREFERENCES} are accepted"
+        )));
+    }
+    if depth(&new.preferences) > MAX_DEPTH {
+        return Err(ApiError::Invalid(format!(
+            "preferences are nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     Ok(())
+}
+
+/// Nesting depth of a JSON value: a scalar is 0, `{}` and `[]` are 1.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 async fn get_one(
@@ -619,30 +722,33 @@ pub enum ApiError {
     /// 422.
     #[error("{0}")]
     Invalid(String),
+    /// A request body the versioning layer refused (its own problem).
+    #[error("{}", .0.problem())]
+    Rejected(VersionedJsonRejection),
     /// 500; the details are logged, not sent.
     #[error("internal error")]
     Internal(#[source] sqlx::Error),
 }
 
+impl From<VersionedJsonRejection> for ApiError {
+    fn from(rejection: VersionedJsonRejection) -> Self {
+        Self::Rejected(rejection)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, title) = match &self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad request"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
-            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid user"),
+        let problem = match self {
+            Self::BadRequest(detail) => Problem::bad_request(detail),
+            Self::NotFound(detail) => Problem::not_found(detail),
+            Self::Conflict(detail) => Problem::conflict(detail),
+            Self::Invalid(detail) => Problem::unprocessable(detail).with_title("Invalid user"),
+            Self::Rejected(rejection) => return rejection.into_response(),
             Self::Internal(error) => {
                 tracing::error!(%error, "users API failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+                Problem::internal()
             }
         };
-        let body =
-            json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": self.to_string() });
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body.to_string(),
-        )
-            .into_response()
+        problem.into_response()
     }
 }

@@ -68,6 +68,34 @@ async fn starts_on_its_embedded_default_and_becomes_ready() {
 }
 
 #[tokio::test]
+async fn sigterm_while_startup_cannot_reach_the_database_exits_within_the_budget() {
+    // Nothing listens there: the start-up migration retries for as long as it is allowed to.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = retarget(&service_url("DATABASE_URL"), closed);
+    let mut service = Service::start(&[("DATABASE_URL", url), ("SHUTDOWN_GRACE_PERIOD", "10s".to_owned())]);
+    service.wait_until("/health/live", 200, Duration::from_secs(20)).await;
+    // Long enough for a few retries.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        service.get("/health/ready").await.unwrap().0,
+        503,
+        "not ready meanwhile"
+    );
+    let signalled = std::time::Instant::now();
+    service.signal("TERM");
+    let status = service.exit_status(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?} to exit",
+        signalled.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn unreachable_dependencies_mean_not_ready_but_alive_until_they_return() {
     let database = service_url("DATABASE_URL");
     let redis = service_url("REDIS_URL");
@@ -202,9 +230,9 @@ fn the_migrate_subcommand_applies_the_expand_phase_once_and_exits() {
     let first = run(&[]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let text = String::from_utf8_lossy(&first.stdout).into_owned();
-    assert!(text.starts_with("applied [1, 2, 3, 4]"), "{text}");
+    assert!(text.starts_with("applied: 1, 2, 3, 4;"), "{text}");
     let again = run(&[]);
-    assert!(String::from_utf8_lossy(&again.stdout).starts_with("applied []"));
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("applied: none;"));
     let wrong = run(&["--phase", "sideways"]);
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("sideways"));

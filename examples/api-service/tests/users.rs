@@ -136,6 +136,183 @@ async fn a_1_0_client_creates_a_user_that_newer_clients_read_correctly() {
     );
 }
 
+/// POSTs `body` to `path` with `version` and returns the status and the JSON body.
+async fn send(
+    client: &Client,
+    method: reqwest::Method,
+    url: String,
+    version: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .request(method, url)
+        .header("accept-version", version)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn old_clients_write_only_what_their_version_can_see() {
+    use reqwest::Method;
+    let (service, client) = started().await;
+    let users = format!("{}/api/users", service.base);
+    let (status, created) = send(
+        &client,
+        Method::POST,
+        users.clone(),
+        "1.3",
+        json!({
+            "username": "ada", "email": "ada@example.com",
+            "profile": {"first_name": "Ada", "last_name": "Lovelace", "avatar_url": null},
+            "preferences": {"theme": "dark", "beta": true},
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let one = format!("{users}/{}", created["id"]);
+
+    // A 1.0 client replaces the user as 1.0 knows it: profile and preferences are not its to reset.
+    let (status, body) = send(
+        &client,
+        Method::PUT,
+        one.clone(),
+        "1.0",
+        json!({"name": "ada.l", "email": "ada@example.com", "active": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let newest = get_json(&client, one.clone()).await;
+    assert_eq!(newest["username"], "ada.l");
+    assert_eq!(newest["preferences"], json!({"theme": "dark", "beta": true}));
+    assert_eq!(newest["profile"]["first_name"], "Ada");
+
+    // A PATCH changes exactly what it names.
+    let (status, _) = send(&client, Method::PATCH, one.clone(), "1.0", json!({"active": false})).await;
+    assert_eq!(status, StatusCode::OK);
+    let patched = get_json(&client, one.clone()).await;
+    assert_eq!(patched["is_active"], false);
+    assert_eq!(patched["username"], "ada.l");
+    assert_eq!(patched["preferences"], newest["preferences"]);
+    let (status, _) = send(
+        &client,
+        Method::PATCH,
+        one.clone(),
+        "1.3",
+        json!({"preferences": {"beta": null}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        get_json(&client, one.clone()).await["preferences"],
+        json!({"theme": "dark"})
+    );
+
+    // A field the version does not have is refused, not stored.
+    let (status, problem) = send(
+        &client,
+        Method::POST,
+        users.clone(),
+        "1.1",
+        json!({"username": "eve", "email": "eve@example.com", "preferences": {"admin": true}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["type"], "urn:cutover:problem:unknown-fields");
+    assert_eq!(problem["fields"], json!(["preferences"]));
+    let (status, _) = send(
+        &client,
+        Method::PUT,
+        one.clone(),
+        "1.0",
+        json!({"name": "x", "email": "x@y", "is_active": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "`is_active` is 1.1's name, not 1.0's");
+
+    // A field added with a default is optional in every version that has it.
+    let (status, created) = send(
+        &client,
+        Method::POST,
+        users.clone(),
+        "1.3",
+        json!({"username": "grace", "email": "grace@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["preferences"], json!({}));
+
+    // Errors name fields as the client's version does.
+    let (status, problem) = send(
+        &client,
+        Method::POST,
+        users.clone(),
+        "1.0",
+        json!({"email": "z@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["detail"], "missing field `name`");
+}
+
+#[tokio::test]
+async fn bodies_preferences_and_pages_are_bounded() {
+    use reqwest::Method;
+    let (service, client) = started().await;
+    let users = format!("{}/api/users", service.base);
+    // 64 KiB per request on /api/users, whatever the service-wide limit.
+    let huge = json!({"username": "big", "email": "big@example.com", "preferences": {"blob": "x".repeat(70_000)}});
+    let (status, problem) = send(&client, Method::POST, users.clone(), "1.3", huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(problem["status"], 413);
+    // Preferences: an object, 16 KiB, 8 levels.
+    let big = json!({"username": "big", "email": "big@example.com", "preferences": {"blob": "x".repeat(20_000)}});
+    let (status, problem) = send(&client, Method::POST, users.clone(), "1.3", big).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("at most 16384"),
+        "{problem}"
+    );
+    let mut deep = json!("bottom");
+    for _ in 0..9 {
+        deep = json!({ "level": deep });
+    }
+    let (status, problem) = send(
+        &client,
+        Method::POST,
+        users.clone(),
+        "1.3",
+        json!({"username": "deep", "email": "deep@example.com", "preferences": deep}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("more than 8 levels"),
+        "{problem}"
+    );
+
+    // A page stops once its users hold 256 KiB of preferences; the cursor goes on from there.
+    for i in 0..40 {
+        let body = json!({"username": format!("p{i}"), "email": format!("p{i}@example.com"), "preferences": {"blob": "y".repeat(15_000)}});
+        let (status, _) = send(&client, Method::POST, users.clone(), "1.3", body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let first = get_json(&client, format!("{users}?limit=100")).await;
+    let served = first["items"].as_array().unwrap().len();
+    assert!((17..=19).contains(&served), "{served} users of 15 KB in a page");
+    let mut total = served;
+    let mut cursor = first["next_cursor"].as_str().map(ToOwned::to_owned);
+    while let Some(next) = cursor {
+        let page = get_json(&client, format!("{users}?limit=100&cursor={next}")).await;
+        total += page["items"].as_array().unwrap().len();
+        cursor = page["next_cursor"].as_str().map(ToOwned::to_owned);
+    }
+    assert_eq!(total, 40, "every user is reachable page by page");
+}
+
 #[tokio::test]
 async fn pages_follow_their_cursor() {
     let (service, client) = started().await;
