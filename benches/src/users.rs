@@ -20,7 +20,7 @@ pub fn user(id: i64) -> User {
             last_name: Some("Lovelace".into()),
             avatar_url: None,
         },
-        preferences: json!({"theme": "dark", "notifications": {"email": true, "sms": false}}),
+        preferences: (&json!({"theme": "dark", "notifications": {"email": true, "sms": false}})).into(),
     }
 }
 

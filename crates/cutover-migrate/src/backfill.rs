@@ -96,8 +96,8 @@ pub(crate) async fn run_postgres(
                 batches: 0,
             };
             sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, checkpoint, installed_by, down_sql)
-                 VALUES ($1, $2, $3, $4, 'running', 0, 0, $5::jsonb, $6, $7)
+                "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, checkpoint, installed_by, down_sql, down_checksum)
+                 VALUES ($1, $2, $3, $4, 'running', 0, 0, $5::jsonb, $6, $7, $8)
                  ON CONFLICT (version) DO UPDATE SET state = 'running', checkpoint = EXCLUDED.checkpoint, error = NULL"
             )))
             .bind(migration.version)
@@ -107,6 +107,7 @@ pub(crate) async fn run_postgres(
             .bind(checkpoint_json(&checkpoint))
             .bind(runner_id())
             .bind(&migration.down)
+            .bind(crate::ledger::down_checksum(migration))
             .execute(&mut *connection)
             .await
             .map_err(MigrateError::db("cannot record the backfill"))?;

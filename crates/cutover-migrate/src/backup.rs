@@ -3,37 +3,88 @@
 //! Restoring loses every write made after the dump: that is why `restore` is a command a person
 //! runs, and automatic restore on failure is off unless asked for.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write as _,
+    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
 
 use tokio::process::Command;
 
 use crate::{MigrateError, migrator::BackupPolicy};
 
-/// The URL without its password, and the password (for `PGPASSWORD`, so it never shows up in
-/// the process list).
-fn split_password(url: &str) -> Result<(String, Option<String>), MigrateError> {
-    let mut parsed = url::Url::parse(url).map_err(|_| MigrateError::UnsupportedUrl(crate::redact_url(url)))?;
-    let password = parsed.password().map(|p| {
-        url::form_urlencoded::parse(format!("p={p}").as_bytes())
-            .next()
-            .map_or_else(|| p.to_owned(), |(_, v)| v.into_owned())
-    });
-    let _ = parsed.set_password(None);
-    Ok((parsed.to_string(), password))
+/// A connection URL with every password taken out, and the password.
+struct Credentials {
+    /// Safe to pass as an argument: no password in the user information or the query.
+    url: String,
+    password: Option<String>,
+}
+
+impl Credentials {
+    /// Take the password out of the user information (percent-decoded; a raw `@` in it is
+    /// read the way URL parsers read it) and out of a `password=` query parameter.
+    fn from_url(url: &str) -> Result<Self, MigrateError> {
+        let mut parsed = url::Url::parse(url).map_err(|_| MigrateError::UnsupportedUrl(crate::redact_url(url)))?;
+        let mut password = parsed
+            .password()
+            .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+        let _ = parsed.set_password(None);
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        if pairs.iter().any(|(key, _)| key.eq_ignore_ascii_case("password")) {
+            let mut kept = url::form_urlencoded::Serializer::new(String::new());
+            for (key, value) in pairs {
+                if key.eq_ignore_ascii_case("password") {
+                    password.get_or_insert(value);
+                } else {
+                    kept.append_pair(&key, &value);
+                }
+            }
+            let kept = kept.finish();
+            parsed.set_query((!kept.is_empty()).then_some(kept.as_str()));
+        }
+        Ok(Self {
+            url: parsed.to_string(),
+            password,
+        })
+    }
+}
+
+/// The password in a private (0600) temporary password file, for `PGPASSFILE`: never in the
+/// arguments (readable by every user in `/proc/<pid>/cmdline`) nor in the environment.
+/// Removed when dropped.
+fn password_file(password: &str) -> Result<tempfile::NamedTempFile, MigrateError> {
+    let mut file = tempfile::Builder::new()
+        .prefix("cutover-pgpass-")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile()
+        .map_err(|e| MigrateError::Backup(format!("cannot create a private password file: {e}")))?;
+    // `hostname:port:database:username:password`, with `:` and `\` escaped; any connection.
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    writeln!(file, "*:*:*:*:{escaped}")
+        .and_then(|()| file.flush())
+        .map_err(|e| MigrateError::Backup(format!("cannot write the private password file: {e}")))?;
+    Ok(file)
 }
 
 async fn run(program: &str, args: &[&str], url: &str) -> Result<String, MigrateError> {
-    let (url, password) = split_password(url)?;
+    let credentials = Credentials::from_url(url)?;
+    let password_file = credentials.password.as_deref().map(password_file).transpose()?;
     let mut command = Command::new(program);
-    command.args(args).arg(format!("--dbname={url}"));
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
+    command
+        .arg(format!("--dbname={}", credentials.url))
+        .args(args)
+        // What the child inherits must not hold the password either.
+        .env_remove("PGPASSWORD")
+        .env_remove("DATABASE_URL");
+    if let Some(file) = &password_file {
+        command.env("PGPASSFILE", file.path());
     }
     let output = command.output().await.map_err(|error| {
         MigrateError::Backup(format!(
             "cannot run {program} ({error}); install the PostgreSQL client (apt-get install postgresql-client)"
         ))
     })?;
+    drop(password_file);
     if !output.status.success() {
         return Err(MigrateError::Backup(format!(
             "{program} failed ({}): {}",
@@ -44,9 +95,39 @@ async fn run(program: &str, args: &[&str], url: &str) -> Result<String, MigrateE
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Create `dir` readable by its owner only (0700). An existing directory keeps its mode, with
+/// a warning when others can read it (each dump is 0600 anyway).
+fn private_dir(dir: &Path) -> Result<(), MigrateError> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) => {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(dir = %dir.display(), mode = %format!("{mode:o}"), "the backup directory is open to other users; each dump is still private (0600)");
+            }
+            Ok(())
+        }
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| MigrateError::Backup(format!("cannot create {}: {e}", dir.display()))),
+    }
+}
+
+/// An empty file only its owner can read (0600), for a dump to be written into.
+fn private_file(path: &Path) -> Result<(), MigrateError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|e| MigrateError::Backup(format!("cannot create {}: {e}", path.display())))
+}
+
 /// Refuse to start when the backup directory's filesystem is fuller than `max_percent`.
 pub(crate) fn check_disk(dir: &Path, max_percent: f64) -> Result<(), MigrateError> {
-    std::fs::create_dir_all(dir).map_err(|e| MigrateError::Backup(format!("cannot create {}: {e}", dir.display())))?;
+    private_dir(dir)?;
     let stat =
         rustix::fs::statvfs(dir).map_err(|e| MigrateError::Preflight(format!("statvfs {}: {e}", dir.display())))?;
     let used = stat.f_blocks.saturating_sub(stat.f_bfree);
@@ -65,17 +146,33 @@ pub(crate) fn check_disk(dir: &Path, max_percent: f64) -> Result<(), MigrateErro
 }
 
 /// Dump the database, verify the dump, and keep only the newest `policy.keep` dumps.
+///
+/// The directory is created 0700 and the dump 0600; the password reaches `pg_dump` through a
+/// private temporary password file, never its arguments or environment.
 pub async fn backup(url: &str, policy: &BackupPolicy, before_version: i64) -> Result<PathBuf, MigrateError> {
-    std::fs::create_dir_all(&policy.dir)
-        .map_err(|e| MigrateError::Backup(format!("cannot create {}: {e}", policy.dir.display())))?;
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    private_dir(&policy.dir)?;
+    // Milliseconds, and a counter on the rare collision: two backups never share a file.
+    let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now())
         .to_string()
         .replace([':', '-'], "");
-    let file = policy.dir.join(format!("cutover_{stamp}_before_{before_version}.dump"));
+    let mut file = policy.dir.join(format!("cutover_{stamp}_before_{before_version}.dump"));
+    let mut attempt = 1;
+    while let Err(error) = private_file(&file) {
+        if attempt >= 10 || !file.exists() {
+            return Err(error);
+        }
+        attempt += 1;
+        file = policy
+            .dir
+            .join(format!("cutover_{stamp}_before_{before_version}_{attempt}.dump"));
+    }
     let file_arg = format!("--file={}", file.display());
     run("pg_dump", &["--format=custom", "--no-owner", &file_arg], url).await?;
+    // pg_dump keeps the mode of the file it writes into; make sure of it anyway.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| MigrateError::Backup(format!("cannot make {} private: {e}", file.display())))?;
     // A dump pg_restore cannot list is not a backup.
-    let listing = run_plain("pg_restore", &["--list", &file.display().to_string()]).await?;
+    let listing = run_plain("pg_restore", &["--list", "--", &file.display().to_string()]).await?;
     if !listing.contains("TABLE") && !listing.contains("SCHEMA") {
         return Err(MigrateError::Backup(format!(
             "{} lists no objects: the dump is not usable",
@@ -135,6 +232,7 @@ pub async fn restore(url: &str, dump: &Path) -> Result<(), MigrateError> {
             "--if-exists",
             "--no-owner",
             "--single-transaction",
+            "--",
             &dump.display().to_string(),
         ],
         url,

@@ -114,6 +114,19 @@ pub enum MigrateError {
         /// Name.
         name: String,
     },
+    /// The down SQL kept in the ledger cannot be trusted, and there is no down file to use.
+    #[error(
+        "migration {version} ({name}) has no down file here, and the down SQL stored in the ledger {reason}. \
+         Nothing was reverted. Restore `{version:04}_{name}.down.sql` and run `down` again"
+    )]
+    UnverifiedDown {
+        /// Version.
+        version: i64,
+        /// Name.
+        name: String,
+        /// Why the stored down SQL is refused.
+        reason: &'static str,
+    },
     /// A pre-flight check refused to start.
     #[error("pre-flight check failed: {0}")]
     Preflight(String),

@@ -85,10 +85,18 @@ pub struct LedgerEntry {
     pub duration_ms: Option<i64>,
     /// The down SQL, kept so an older binary can still roll back.
     pub down_sql: Option<String>,
+    /// The checksum of `down_sql` when it was stored: a stored down is only run if it still
+    /// matches (`None` in ledgers written before it was kept).
+    pub down_checksum: Option<String>,
     /// When `repair` last realigned it.
     pub repaired_at: Option<String>,
     /// Why.
     pub repair_note: Option<String>,
+}
+
+/// The checksum stored with a migration's down SQL.
+pub(crate) fn down_checksum(migration: &crate::Migration) -> Option<String> {
+    migration.down.as_deref().map(crate::source::checksum)
 }
 
 /// Where the runner is, for `installed_by`.

@@ -103,20 +103,55 @@ pub enum Connection<'a> {
     Sqlite(&'a mut sqlx::SqliteConnection),
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with every password replaced by `***`: the one in the user information, even when
+/// it holds a raw `@` or `/` (`postgres://app:p@ss/w0rd@db/app`), and `password=` in the query
+/// (which libpq also reads).
+///
+/// ```
+/// use cutover_migrate::redact_url;
+///
+/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
+/// assert_eq!(redact_url("postgres://app:p@ss/w0rd@db/app"), "postgres://app:***@db/app");
+/// assert_eq!(
+///     redact_url("postgres://db/app?user=app&password=s3cret&sslmode=require"),
+///     "postgres://db/app?user=app&password=***&sslmode=require"
+/// );
+/// ```
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) if !userinfo.contains('/') => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:***@{host}")
-                } else {
-                    url.to_owned()
-                }
-            }
-            _ => url.to_owned(),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The query starts at the first `?` after the user information's last `@`.
+    let before_query = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (authority_and_path, query) = match rest[..before_query].rfind('@') {
+        Some(at) => {
+            let query_start = rest[at..].find(['?', '#']).map_or(rest.len(), |i| at + i);
+            rest.split_at(query_start)
+        }
+        None => rest.split_at(before_query),
+    };
+    let authority_and_path = match authority_and_path.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
         },
-        None => url.to_owned(),
-    }
+        None => authority_and_path.to_owned(),
+    };
+    format!("{scheme}://{authority_and_path}{}", redact_query(query))
+}
+
+/// `?a=1&password=x` → `?a=1&password=***`.
+fn redact_query(query: &str) -> String {
+    let Some(first) = query.chars().next() else {
+        return String::new();
+    };
+    let pairs = query[first.len_utf8()..]
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    format!("{first}{pairs}")
 }

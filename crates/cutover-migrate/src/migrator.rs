@@ -498,8 +498,11 @@ impl Migrator {
         Ok(())
     }
 
-    /// Revert applied migrations newer than `target`, newest first, with the down SQL stored in
-    /// the ledger (or the file, for migrations applied before the ledger kept it).
+    /// Revert applied migrations newer than `target`, newest first, with each migration's down
+    /// SQL from its file. When the file is gone (an older binary rolling back), the down SQL
+    /// stored in the ledger is used instead, only if it still matches the checksum stored with
+    /// it, and the report's warnings say so. Every down is found and checked before anything
+    /// is reverted.
     pub async fn down(&self, url: &str, target: i64) -> Result<Report, MigrateError> {
         let mut backend = crate::backend::Backend::connect(url, true).await?;
         backend.lock(self).await?;
@@ -509,18 +512,21 @@ impl Migrator {
             to_revert.sort_by_key(|e| std::cmp::Reverse(e.version));
             // Check every one first: refuse before reverting anything.
             let mut downs = Vec::new();
+            let mut report = Report::default();
             for entry in &to_revert {
-                let down = entry
-                    .down_sql
-                    .clone()
-                    .or_else(|| self.set.get(entry.version).and_then(|m| m.down.clone()))
-                    .ok_or_else(|| MigrateError::Irreversible {
-                        version: entry.version,
-                        name: entry.name.clone(),
-                    })?;
+                let down = match self.set.get(entry.version).and_then(|m| m.down.clone()) {
+                    Some(from_file) => from_file,
+                    None => {
+                        let stored = stored_down(entry)?;
+                        report.warnings.push(format!(
+                            "migration {} ({}): no down file here; reverted with the down SQL stored in the ledger (checksum verified)",
+                            entry.version, entry.name
+                        ));
+                        stored
+                    }
+                };
                 downs.push(((*entry).clone(), down));
             }
-            let mut report = Report::default();
             for (entry, down) in downs {
                 backend.revert(self, &entry, &down).await?;
                 report.applied.push(entry.version);
@@ -814,5 +820,26 @@ impl FromStr for Phase {
             "contract" => Ok(Self::Contract),
             other => Err(format!("unknown phase `{other}`; use expand, backfill or contract")),
         }
+    }
+}
+
+/// The down SQL the ledger kept for `entry`, if it still matches the checksum kept with it.
+fn stored_down(entry: &LedgerEntry) -> Result<String, MigrateError> {
+    let (version, name) = (entry.version, entry.name.clone());
+    let Some(stored) = &entry.down_sql else {
+        return Err(MigrateError::Irreversible { version, name });
+    };
+    match &entry.down_checksum {
+        Some(expected) if *expected == crate::source::checksum(stored) => Ok(stored.clone()),
+        Some(_) => Err(MigrateError::UnverifiedDown {
+            version,
+            name,
+            reason: "does not match the checksum stored with it: it was changed after it was stored",
+        }),
+        None => Err(MigrateError::UnverifiedDown {
+            version,
+            name,
+            reason: "was stored without a checksum (by an older cutover-migrate), so it cannot be verified",
+        }),
     }
 }

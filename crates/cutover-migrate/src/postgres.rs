@@ -126,6 +126,7 @@ impl Pg {
                 finished_at timestamptz,
                 duration_ms bigint,
                 down_sql text,
+                down_checksum text,
                 repaired_at timestamptz,
                 repair_note text
             )"
@@ -134,6 +135,13 @@ impl Pg {
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
+        // Ledgers written before down SQL carried a checksum.
+        self.work
+            .execute(AssertSqlSafe(format!(
+                "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS down_checksum text"
+            )))
+            .await
+            .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
         Ok(())
     }
 
@@ -152,7 +160,7 @@ impl Pg {
                     failed_step::bigint AS failed_step, error, installed_by,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at,
                     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS finished_at,
-                    duration_ms, down_sql,
+                    duration_ms, down_sql, down_checksum,
                     to_char(repaired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS repaired_at, repair_note
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
@@ -548,10 +556,11 @@ impl Pg {
         resume_at: usize,
     ) -> Result<(), MigrateError> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, down_sql)
-             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, down_sql, down_checksum)
+             VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)
              ON CONFLICT (version) DO UPDATE SET state = 'running', error = NULL, failed_step = NULL, checksum = EXCLUDED.checksum,
-                 installed_by = EXCLUDED.installed_by, steps_total = EXCLUDED.steps_total, down_sql = EXCLUDED.down_sql"
+                 installed_by = EXCLUDED.installed_by, steps_total = EXCLUDED.steps_total, down_sql = EXCLUDED.down_sql,
+                 down_checksum = EXCLUDED.down_checksum"
         )))
         .bind(migration.version)
         .bind(&migration.name)
@@ -561,6 +570,7 @@ impl Pg {
         .bind(i32::try_from(total).unwrap_or(i32::MAX))
         .bind(runner_id())
         .bind(&migration.down)
+        .bind(crate::ledger::down_checksum(migration))
         .execute(&mut self.work)
         .await
         .map_err(MigrateError::db("cannot record the migration as running"))?;
@@ -575,8 +585,8 @@ impl Pg {
         error: &str,
     ) -> Result<(), MigrateError> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, failed_step, error, installed_by, down_sql)
-             VALUES ($1, $2, $3, $4, 'failed', $5, $6, $7, $8, $9, $10)
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, failed_step, error, installed_by, down_sql, down_checksum)
+             VALUES ($1, $2, $3, $4, 'failed', $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (version) DO UPDATE SET state = 'failed', failed_step = EXCLUDED.failed_step, error = EXCLUDED.error,
                  finished_at = now()"
         )))
@@ -590,6 +600,7 @@ impl Pg {
         .bind(error)
         .bind(runner_id())
         .bind(&migration.down)
+        .bind(crate::ledger::down_checksum(migration))
         .execute(&mut self.work)
         .await
         .map_err(MigrateError::db("cannot record the failure"))?;
@@ -702,10 +713,11 @@ pub(crate) async fn record_applied(
     started: Instant,
 ) -> Result<(), MigrateError> {
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql)
-         VALUES ($1, $2, $3, $4, 'applied', $5, $5, $6, now(), $7, $8)
+        "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql, down_checksum)
+         VALUES ($1, $2, $3, $4, 'applied', $5, $5, $6, now(), $7, $8, $9)
          ON CONFLICT (version) DO UPDATE SET state = 'applied', steps_done = EXCLUDED.steps_done, error = NULL, failed_step = NULL,
-             finished_at = now(), duration_ms = EXCLUDED.duration_ms, installed_by = EXCLUDED.installed_by, down_sql = EXCLUDED.down_sql"
+             finished_at = now(), duration_ms = EXCLUDED.duration_ms, installed_by = EXCLUDED.installed_by, down_sql = EXCLUDED.down_sql,
+             down_checksum = EXCLUDED.down_checksum"
     )))
     .bind(migration.version)
     .bind(&migration.name)
@@ -715,6 +727,7 @@ pub(crate) async fn record_applied(
     .bind(runner_id())
     .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
     .bind(&migration.down)
+        .bind(crate::ledger::down_checksum(migration))
     .execute(connection)
     .await
     .map_err(MigrateError::db("cannot record the migration"))?;

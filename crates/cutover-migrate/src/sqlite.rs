@@ -66,6 +66,7 @@ impl Lite {
                 finished_at TEXT,
                 duration_ms INTEGER,
                 down_sql TEXT,
+                down_checksum TEXT,
                 repaired_at TEXT,
                 repair_note TEXT
             )"
@@ -74,6 +75,21 @@ impl Lite {
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
+        // Ledgers written before down SQL carried a checksum.
+        let has_column: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('{LEDGER_TABLE}') WHERE name = 'down_checksum'"
+        )))
+        .fetch_one(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger table"))?;
+        if !has_column {
+            self.connection
+                .execute(AssertSqlSafe(format!(
+                    "ALTER TABLE {LEDGER_TABLE} ADD COLUMN down_checksum TEXT"
+                )))
+                .await
+                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+        }
         Ok(())
     }
 
@@ -89,7 +105,7 @@ impl Lite {
         }
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done, steps_total, done_checksum, checkpoint, failed_step, error,
-                    installed_by, started_at, finished_at, duration_ms, down_sql, repaired_at, repair_note
+                    installed_by, started_at, finished_at, duration_ms, down_sql, down_checksum, repaired_at, repair_note
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut self.connection)
@@ -142,11 +158,11 @@ impl Lite {
         error: Option<&str>,
     ) -> Result<(), MigrateError> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql, error, failed_step)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, {NOW}, ?8, ?9, ?10, CASE WHEN ?10 IS NULL THEN NULL ELSE ?6 + 1 END)
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql, error, failed_step, down_checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, {NOW}, ?8, ?9, ?10, CASE WHEN ?10 IS NULL THEN NULL ELSE ?6 + 1 END, ?11)
              ON CONFLICT (version) DO UPDATE SET state = excluded.state, steps_done = excluded.steps_done, finished_at = excluded.finished_at,
                  duration_ms = excluded.duration_ms, installed_by = excluded.installed_by, down_sql = excluded.down_sql,
-                 error = excluded.error, failed_step = excluded.failed_step"
+                 down_checksum = excluded.down_checksum, error = excluded.error, failed_step = excluded.failed_step"
         )))
         .bind(migration.version)
         .bind(&migration.name)
@@ -158,6 +174,7 @@ impl Lite {
         .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
         .bind(&migration.down)
         .bind(error)
+        .bind(crate::ledger::down_checksum(migration))
         .execute(&mut self.connection)
         .await
         .map_err(MigrateError::db("cannot record the migration"))?;
@@ -395,8 +412,8 @@ impl Lite {
 
     async fn save_checkpoint(&mut self, migration: &Migration, checkpoint: &Checkpoint) -> Result<(), MigrateError> {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, checkpoint, installed_by, down_sql)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, checkpoint, installed_by, down_sql, down_checksum)
+             VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (version) DO UPDATE SET checkpoint = excluded.checkpoint, steps_done = excluded.steps_done"
         )))
         .bind(migration.version)
@@ -407,6 +424,7 @@ impl Lite {
         .bind(serde_json::to_string(checkpoint).unwrap_or_default())
         .bind(runner_id())
         .bind(&migration.down)
+        .bind(crate::ledger::down_checksum(migration))
         .execute(&mut self.connection)
         .await
         .map_err(MigrateError::db("cannot record the checkpoint"))?;

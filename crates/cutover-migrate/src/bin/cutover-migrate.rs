@@ -402,9 +402,15 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
         }
         Command::Down { target } => {
             let report = Backend::open(&cli).await?.down(target).await?;
-            print(cli.json, &report, || match report.applied.as_slice() {
-                [] => "nothing to revert".to_owned(),
-                reverted => format!("reverted {}", join(reverted)),
+            print(cli.json, &report, || {
+                let mut out = match report.applied.as_slice() {
+                    [] => "nothing to revert".to_owned(),
+                    reverted => format!("reverted {}", join(reverted)),
+                };
+                for warning in &report.warnings {
+                    out.push_str(&format!("\nnote: {warning}"));
+                }
+                out
             });
         }
         Command::Lint { rules, pg_version } => {

@@ -67,6 +67,7 @@ fn entry(document: &Document) -> Option<LedgerEntry> {
         finished_at: time(document, "finished_at"),
         duration_ms: integer(document, "duration_ms"),
         down_sql: json(document.get("down")),
+        down_checksum: None,
         repaired_at: time(document, "repaired_at"),
         repair_note: text(document, "repair_note"),
     })

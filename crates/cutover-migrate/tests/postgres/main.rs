@@ -559,6 +559,13 @@ async fn down_uses_the_stored_sql_and_refuses_irreversible_migrations() {
         "{}",
         output_text(&output)
     );
+    assert!(
+        output_text(&output).contains(
+            "note: migration 3 (index): no down file here; reverted with the down SQL stored in the ledger (checksum verified)"
+        ),
+        "the output says where the down came from: {}",
+        output_text(&output)
+    );
     assert_eq!(fixture.scalar("SELECT count(*) FROM _cutover_migrations").await, 1);
     assert_eq!(
         fixture
@@ -572,6 +579,162 @@ async fn down_uses_the_stored_sql_and_refuses_irreversible_migrations() {
             .await,
         0
     );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn down_trusts_the_file_over_the_ledger_and_never_runs_a_tampered_row() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
+    fixture.write("0002_keep.up.sql", "CREATE TABLE keep (id bigint PRIMARY KEY);");
+    fixture.write("0002_keep.down.sql", "DROP TABLE keep;");
+    assert_success(&fixture.run(&["up"]));
+    // Someone with write access to the ledger swaps the stored down for something else.
+    sqlx::query("UPDATE _cutover_migrations SET down_sql = 'DROP TABLE t;' WHERE version = 2")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    let table_exists = |name: &'static str| {
+        let pool = fixture.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+                .bind(name)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    // With the file present, the file's down runs; the ledger row is not even read.
+    let output = fixture.run(&["down", "--to", "1"]);
+    assert_success(&output);
+    assert!(!output_text(&output).contains("note:"), "{}", output_text(&output));
+    assert!(!table_exists("keep").await, "the file's down ran");
+    assert!(table_exists("t").await, "the tampered down did not");
+
+    // Without the file, a tampered row is refused and nothing is reverted.
+    assert_success(&fixture.run(&["up"]));
+    sqlx::query("UPDATE _cutover_migrations SET down_sql = 'DROP TABLE t;' WHERE version = 2")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    fixture.remove("0002_keep.down.sql");
+    let message = assert_exit(1, &fixture.run(&["down", "--to", "1"]));
+    assert!(
+        message.contains("does not match the checksum stored with it") && message.contains("Nothing was reverted"),
+        "{message}"
+    );
+    assert!(table_exists("t").await && table_exists("keep").await);
+    // A row written before checksums were kept cannot be verified either.
+    sqlx::query("UPDATE _cutover_migrations SET down_sql = 'DROP TABLE keep;', down_checksum = NULL WHERE version = 2")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    let message = assert_exit(1, &fixture.run(&["down", "--to", "1"]));
+    assert!(message.contains("stored without a checksum"), "{message}");
+    assert!(table_exists("keep").await);
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn backups_are_private_and_pg_dump_never_sees_the_password() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
+    assert_success(&fixture.run(&["up"]));
+    // The real pg_dump, behind a wrapper that records what it was started with.
+    let wrappers = fixture.dir.join("wrappers");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v pg_dump"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let record = fixture.dir.join("pg_dump.seen");
+    let script = format!(
+        "#!/bin/sh\n\
+         tr '\\0' ' ' < /proc/$$/cmdline > '{record}'\n\
+         echo >> '{record}'\n\
+         tr '\\0' '\\n' < /proc/$$/environ >> '{record}'\n\
+         echo \"passfile-mode=$(stat -c %a \"$PGPASSFILE\")\" >> '{record}'\n\
+         echo \"passfile=$PGPASSFILE\" >> '{record}'\n\
+         exec {real} \"$@\"\n",
+        record = record.display(),
+        real = real.trim()
+    );
+    let wrapper = wrappers.join("pg_dump");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    // A role of its own, whose password holds what URLs make hard: `@`, `:` and `/`.
+    let role = unique("dumper");
+    let password = format!("S3cr:t@p/ss-{role}");
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'"
+    )))
+    .execute(&fixture.admin)
+    .await
+    .unwrap();
+    let mut with_userinfo = url::Url::parse(&fixture.url).unwrap();
+    with_userinfo.set_username(&role).unwrap();
+    with_userinfo.set_password(Some(&password)).unwrap();
+    let mut with_query = url::Url::parse(&fixture.url).unwrap();
+    with_query.set_username(&role).unwrap();
+    with_query.set_password(None).unwrap();
+    with_query.query_pairs_mut().append_pair("password", &password);
+    let path = format!("{}:{}", wrappers.display(), std::env::var("PATH").unwrap());
+    let mode =
+        |path: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777;
+
+    for (form, url) in [("user information", with_userinfo), ("query", with_query)] {
+        let backups = fixture.dir.join(unique("private")).join("backups");
+        let output = Command::new(env!("CARGO_BIN_EXE_cutover-migrate"))
+            .args(["--source"])
+            .arg(&fixture.dir)
+            .args(["backup", "--dir", &backups.display().to_string()])
+            .env("DATABASE_URL", url.as_str())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert_success(&output);
+        assert!(
+            !output_text(&output).contains(&password),
+            "{form}: {}",
+            output_text(&output)
+        );
+
+        let seen = std::fs::read_to_string(&record).unwrap();
+        let (cmdline, environment) = seen.split_once('\n').unwrap();
+        assert!(cmdline.contains("--format=custom"), "{cmdline}");
+        assert!(
+            cmdline.contains(&role),
+            "{form}: pg_dump connects as the role: {cmdline}"
+        );
+        for secret in [password.as_str(), "S3cr", "p/ss"] {
+            assert!(
+                !cmdline.contains(secret),
+                "{form}: the password is in pg_dump's arguments: {cmdline}"
+            );
+            assert!(
+                !environment.contains(secret),
+                "{form}: the password is in pg_dump's environment"
+            );
+        }
+        assert!(environment.contains("passfile-mode=600"), "{form}: {environment}");
+        let passfile = environment.lines().find_map(|l| l.strip_prefix("passfile=")).unwrap();
+        assert!(
+            !Path::new(passfile).exists(),
+            "{form}: the password file is removed after the run"
+        );
+        assert_eq!(mode(&backups), 0o700, "{form}: the backup directory");
+        let dump = std::fs::read_dir(&backups).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(mode(&dump), 0o600, "{form}: the dump");
+    }
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&fixture.admin)
+        .await;
     fixture.drop_database().await;
 }
 
