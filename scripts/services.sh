@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Start the backing services the tests need: PostgreSQL, Redis, RabbitMQ and a
-# MongoDB-compatible server (FerretDB 1.x on SQLite), and print their URLs. Also installs
-# nginx and HAProxy for the zero-downtime harness (which runs them itself).
+# Start the backing services the tests need: PostgreSQL, Redis, RabbitMQ, a
+# MongoDB-compatible server (FerretDB 1.x on SQLite) and an OpenTelemetry collector (Jaeger,
+# whose query API the tracing tests read), and print their URLs. Also installs nginx and
+# HAProxy for the zero-downtime harness (which runs them itself).
 #
 #   scripts/services.sh up       install what is missing, start what is not answering, wait
 #                                until each one answers, write target/services.env
@@ -10,17 +11,19 @@
 #   scripts/services.sh down     stop the services this script started
 #
 # Bring your own servers (containers, a managed database, ...): set DATABASE_URL, REDIS_URL,
-# AMQP_URL and/or MONGODB_URL before running it. A service whose URL is given is never
-# installed or started here; the script only checks that it answers.
+# AMQP_URL, MONGODB_URL and/or JAEGER_QUERY_URL (with JAEGER_OTLP_URL) before running it. A
+# service whose URL is given is never installed or started here; the script only checks that
+# it answers.
 #
-# Installing needs Debian/Ubuntu and root (apt-get) plus Go for FerretDB. Idempotent: a
-# service that already answers is left alone.
+# Installing needs Debian/Ubuntu and root (apt-get) plus Go for FerretDB and Jaeger.
+# Idempotent: a service that already answers is left alone.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_DIR=${CUTOVER_SERVICES_DIR:-${TMPDIR:-/tmp}/cutover-services}
 ENV_FILE=${CUTOVER_SERVICES_ENV:-$ROOT/target/services.env}
 FERRETDB_VERSION=v1.24.2
+JAEGER_VERSION=v1.76.0
 WAIT_SECONDS=${CUTOVER_SERVICES_WAIT:-90}
 
 PG_USER=cutover
@@ -31,6 +34,8 @@ DEFAULT_DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_DB"
 DEFAULT_REDIS_URL="redis://127.0.0.1:6379"
 DEFAULT_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/%2f"
 DEFAULT_MONGODB_URL="mongodb://127.0.0.1:27017"
+DEFAULT_JAEGER_QUERY_URL="http://127.0.0.1:16686"
+DEFAULT_JAEGER_OTLP_URL="http://127.0.0.1:4318"
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -105,6 +110,16 @@ length = struct.unpack("<i", header[:4])[0]
 reply = header + s.recv(length - 16, socket.MSG_WAITALL)
 ok = b"\x01ok\x00" + struct.pack("<d", 1.0)
 sys.exit(0 if ok in reply else 1)
+PY
+}
+
+# Jaeger's query API answers `GET /api/services` with JSON.
+jaeger_answers() {
+  local url=$1
+  python3 - "$url" <<'PY' 2>/dev/null
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/api/services", timeout=3) as response:
+    sys.exit(0 if "data" in json.load(response) else 1)
 PY
 }
 
@@ -230,12 +245,45 @@ start_ferretdb() {
   if ! "$FERRETDB_BIN" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
     build_ferretdb "$dir"
   fi
-  mkdir -p "$dir/data"
+  mkdir -p "$dir/data" "$dir/state"
   log "starting FerretDB $FERRETDB_VERSION (SQLite backend)"
   nohup setsid "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$dir/data/" --listen-addr=127.0.0.1:27017 \
-    --telemetry=disable --debug-addr=- --log-level=warn >"$dir/ferretdb.log" 2>&1 &
+    --state-dir="$dir/state" --telemetry=disable --debug-addr=- --log-level=warn >"$dir/ferretdb.log" 2>&1 </dev/null &
   echo $! >"$dir/ferretdb.pid"
   wait_for FerretDB mongo_answers "$url" "$dir/ferretdb.log"
+}
+
+JAEGER_BIN=${XDG_CACHE_HOME:-$HOME/.cache}/cutover/jaeger-$JAEGER_VERSION/jaeger
+
+# Jaeger's all-in-one binary (an OTLP collector with a query API), built from the module
+# source: `go install` refuses modules with replace directives.
+build_jaeger() {
+  local dir=$1 src
+  command -v go >/dev/null 2>&1 || die "Jaeger is built with Go, which is not installed; install Go 1.24+ or set JAEGER_QUERY_URL and JAEGER_OTLP_URL"
+  log "building Jaeger $JAEGER_VERSION from the Go module proxy (a few minutes the first time)"
+  mkdir -p "$dir" "$(dirname "$JAEGER_BIN")"
+  src=$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" 2>"$dir/build.log" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
+    || { tail_log "$dir/build.log"; die "could not download the Jaeger module"; }
+  rm -rf "$dir/src"
+  cp -r "$src" "$dir/src"
+  chmod -R u+w "$dir/src"
+  (cd "$dir/src" && go build -o "$JAEGER_BIN" ./cmd/jaeger) >>"$dir/build.log" 2>&1 \
+    || { tail_log "$dir/build.log"; die "building Jaeger failed"; }
+  rm -rf "$dir/src"
+}
+
+start_jaeger() {
+  local url=$DEFAULT_JAEGER_QUERY_URL dir=$STATE_DIR/jaeger
+  if jaeger_answers "$url"; then log "Jaeger already answers"; return; fi
+  [[ -x $JAEGER_BIN ]] || build_jaeger "$dir"
+  mkdir -p "$dir"
+  log "starting Jaeger $JAEGER_VERSION (OTLP on :4317/:4318, query API on :16686)"
+  # In its own directory (it keeps nothing there today, but a collector may), detached from
+  # this script's terminal and pipes.
+  (cd "$dir" && exec setsid "$JAEGER_BIN" >"$dir/jaeger.log" 2>&1 </dev/null) &
+  echo $! >"$dir/jaeger.pid"
+  wait_for Jaeger jaeger_answers "$url" "$dir/jaeger.log"
 }
 
 # ensure NAME VAR DEFAULT CHECK START: use the given URL, or start the local service.
@@ -258,6 +306,8 @@ write_env() {
     printf 'export REDIS_URL=%q\n' "$REDIS_URL"
     printf 'export AMQP_URL=%q\n' "$AMQP_URL"
     printf 'export MONGODB_URL=%q\n' "$MONGODB_URL"
+    printf 'export JAEGER_QUERY_URL=%q\n' "$JAEGER_QUERY_URL"
+    printf 'export JAEGER_OTLP_URL=%q\n' "$JAEGER_OTLP_URL"
   } >"$ENV_FILE"
 }
 
@@ -276,6 +326,8 @@ cmd_up() {
   ensure Redis REDIS_URL "$DEFAULT_REDIS_URL" redis_answers start_redis
   ensure RabbitMQ AMQP_URL "$DEFAULT_AMQP_URL" amqp_answers start_rabbitmq
   ensure MongoDB MONGODB_URL "$DEFAULT_MONGODB_URL" mongo_answers start_ferretdb
+  ensure Jaeger JAEGER_QUERY_URL "$DEFAULT_JAEGER_QUERY_URL" jaeger_answers start_jaeger
+  JAEGER_OTLP_URL=${JAEGER_OTLP_URL:-$DEFAULT_JAEGER_OTLP_URL}
   write_env
   log "all services answer; URLs written to ${ENV_FILE#$ROOT/}"
 }
@@ -290,7 +342,8 @@ cmd_status() {
   for spec in "PostgreSQL DATABASE_URL $DEFAULT_DATABASE_URL postgres_answers" \
               "Redis REDIS_URL $DEFAULT_REDIS_URL redis_answers" \
               "RabbitMQ AMQP_URL $DEFAULT_AMQP_URL amqp_answers" \
-              "MongoDB MONGODB_URL $DEFAULT_MONGODB_URL mongo_answers"; do
+              "MongoDB MONGODB_URL $DEFAULT_MONGODB_URL mongo_answers" \
+              "Jaeger JAEGER_QUERY_URL $DEFAULT_JAEGER_QUERY_URL jaeger_answers"; do
     read -r name var default check <<<"$spec"
     local url=${!var:-$default}
     if "$check" "$url"; then printf '%-11s up    %s\n' "$name" "$(redacted "$url")"
@@ -302,6 +355,7 @@ cmd_status() {
 cmd_down() {
   local dir=$STATE_DIR
   if [[ -f $dir/ferretdb/ferretdb.pid ]]; then kill "$(cat "$dir/ferretdb/ferretdb.pid")" 2>/dev/null || true; rm -f "$dir/ferretdb/ferretdb.pid"; fi
+  if [[ -f $dir/jaeger/jaeger.pid ]]; then kill "$(cat "$dir/jaeger/jaeger.pid")" 2>/dev/null || true; rm -f "$dir/jaeger/jaeger.pid"; fi
   if [[ -f $dir/redis/redis.pid ]]; then kill "$(cat "$dir/redis/redis.pid")" 2>/dev/null || true; fi
   command -v rabbitmqctl >/dev/null 2>&1 && rabbitmqctl -q stop >/dev/null 2>&1 || true
   command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters -h | while read -r version cluster _; do
@@ -315,5 +369,5 @@ case ${1:-} in
   env) cmd_env ;;
   status) cmd_status ;;
   down) cmd_down ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -2,8 +2,9 @@
 //! them on purpose (a TCP proxy that can be cut, a private Redis server that can be stopped).
 //!
 //! The services are started by `scripts/services.sh up` (run by `scripts/test.sh`), which
-//! exports `DATABASE_URL`, `REDIS_URL`, `AMQP_URL` and `MONGODB_URL`. A test that needs a
-//! service fails when its URL is missing; nothing is skipped silently.
+//! exports `DATABASE_URL`, `REDIS_URL`, `AMQP_URL`, `MONGODB_URL`, and Jaeger's
+//! `JAEGER_OTLP_URL` and `JAEGER_QUERY_URL`. A test that needs a service fails when its URL is
+//! missing; nothing is skipped silently.
 
 use std::{
     net::SocketAddr,
@@ -332,4 +333,89 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A fresh W3C trace: its trace id, the id of the (pretend) calling span, and the
+/// `traceparent` header naming them.
+pub fn new_trace() -> (String, String, String) {
+    let trace = format!("{:016x}{:016x}", fastrand::u64(1..), fastrand::u64(..));
+    let parent = format!("{:016x}", fastrand::u64(1..));
+    let header = format!("00-{trace}-{parent}-01");
+    (trace, parent, header)
+}
+
+/// A span as Jaeger's query API reports it.
+#[derive(Debug, Clone)]
+pub struct TracedSpan {
+    /// The service that exported it.
+    pub service: String,
+    /// Its name.
+    pub operation: String,
+    /// Its id.
+    pub span_id: String,
+    /// The span it is a child of, if any.
+    pub parent: Option<String>,
+    /// Its tags, as `key=value` strings.
+    pub tags: Vec<String>,
+}
+
+/// The spans of `trace` in Jaeger (`JAEGER_QUERY_URL`), once `ready` accepts them (exporters
+/// batch, so they arrive in a while); panics with what arrived after `within`.
+pub async fn jaeger_trace(trace: &str, within: Duration, ready: impl Fn(&[TracedSpan]) -> bool) -> Vec<TracedSpan> {
+    let query = service_url("JAEGER_QUERY_URL");
+    let url = format!("{}/api/traces/{trace}", query.trim_end_matches('/'));
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = Vec::new();
+    loop {
+        if let Ok(body) = http_get_json(&url).await {
+            last = traced_spans(&body);
+            if ready(&last) {
+                return last;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "trace {trace} did not arrive in Jaeger within {within:?}; it has: {last:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn traced_spans(body: &serde_json::Value) -> Vec<TracedSpan> {
+    let mut spans = Vec::new();
+    for trace in body["data"].as_array().into_iter().flatten() {
+        for span in trace["spans"].as_array().into_iter().flatten() {
+            let process = span["processID"].as_str().unwrap_or_default();
+            spans.push(TracedSpan {
+                service: trace["processes"][process]["serviceName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                operation: span["operationName"].as_str().unwrap_or_default().to_owned(),
+                span_id: span["spanID"].as_str().unwrap_or_default().to_owned(),
+                parent: span["references"]
+                    .as_array()
+                    .and_then(|refs| refs.iter().find(|r| r["refType"] == "CHILD_OF"))
+                    .and_then(|r| r["spanID"].as_str())
+                    .map(ToOwned::to_owned),
+                tags: span["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|tag| {
+                        let value = match &tag["value"] {
+                            serde_json::Value::String(text) => text.clone(),
+                            other => other.to_string(),
+                        };
+                        format!("{}={value}", tag["key"].as_str().unwrap_or_default())
+                    })
+                    .collect(),
+            });
+        }
+    }
+    spans
+}
+
+async fn http_get_json(url: &str) -> Result<serde_json::Value, reqwest::Error> {
+    reqwest::get(url).await?.json().await
 }

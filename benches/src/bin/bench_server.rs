@@ -1,9 +1,13 @@
-//! A hello-world axum server for the shutdown benchmarks.
+//! A hello-world axum server for the shutdown and stack benchmarks.
 //!
 //! `bench-server cutover <port>` serves through `cutover::Service` (drain layer, probes,
 //! graceful shutdown on SIGTERM); `bench-server bare <port>` serves the same router with plain
 //! `axum::serve`. Routes: `/` (hello) and `/slow?ms=N`. `plain-user` and `versioned-user`
 //! serve `/api/users/{id}` as `Json<User>`, or as `Versioned<User>` behind the version layer.
+//! `service-full` is `cutover::Service` with everything a service gets by default (limits,
+//! request ids, trace spans, panics caught, drain) plus Prometheus request metrics and the
+//! version layer; `service-full-logging` adds a JSON log subscriber at INFO (one access line
+//! per request, written to stdout).
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -86,6 +90,48 @@ fn main() -> ExitCode {
                 axum::serve(listener, service.into_make_service()).await.expect("serve");
                 ExitCode::SUCCESS
             }
+            "api-service" => {
+                // The example API as its binary runs it, configured from the environment
+                // (SQLITE_PATH, ...); for benchmarks that measure the process.
+                let config = <api_service::Config as clap::Parser>::parse_from([
+                    "api-service",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                ]);
+                match api_service::serve(config).await {
+                    Ok(report) => report.exit(),
+                    Err(error) => {
+                        eprintln!("{error:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            "service-full" | "service-full-logging" => {
+                if mode == "service-full-logging" {
+                    tracing_subscriber::fmt().json().with_max_level(tracing::Level::INFO).init();
+                }
+                raise_file_limit();
+                let config = ShutdownConfig::from_env().expect("SHUTDOWN_* variables");
+                let versions = users::versions();
+                let changes = users::changes(&versions);
+                match Service::builder(router())
+                    .service_version("1.0.0")
+                    .prometheus()
+                    .versioning(VersionLayer::new(versions).changes(changes))
+                    .shutdown(config)
+                    .bind(address)
+                    .serve()
+                    .await
+                {
+                    Ok(report) => report.exit(),
+                    Err(error) => {
+                        eprintln!("{error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             "cutover" => {
                 let health = HealthRegistry::builder().build().expect("registry");
                 let config = ShutdownConfig::from_env().expect("SHUTDOWN_* variables");
@@ -105,10 +151,15 @@ fn main() -> ExitCode {
             }
             other => {
                 eprintln!(
-                    "usage: bench-server <bare|cutover|plain-user|versioned-user> <port> [workers], not {other:?}"
+                    "usage: bench-server <bare|cutover|service-full|service-full-logging|plain-user|versioned-user> <port> [workers], not {other:?}"
                 );
                 ExitCode::from(2)
             }
         }
     })
+}
+
+/// Room for a thousand connections and more: the soft file limit raised to the hard one.
+fn raise_file_limit() {
+    cutover_benches::raise_file_limit();
 }

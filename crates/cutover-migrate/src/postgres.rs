@@ -146,21 +146,30 @@ impl Pg {
     }
 
     pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
-        let exists: Option<String> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT to_regclass('{LEDGER_TABLE}')::text")))
-                .fetch_one(&mut self.work)
-                .await
-                .map_err(MigrateError::db("cannot read the ledger"))?;
+        let (exists, has_down_checksum): (Option<String>, bool) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT to_regclass('{LEDGER_TABLE}')::text,
+                    EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
+                            AND attname = 'down_checksum' AND NOT attisdropped)"
+        )))
+        .fetch_one(&mut self.work)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger"))?;
         if exists.is_none() {
             return Ok(Vec::new());
         }
+        // A ledger from before down checksums is read as it is; `up` upgrades it.
+        let down_checksum = if has_down_checksum {
+            "down_checksum"
+        } else {
+            "NULL::text AS down_checksum"
+        };
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done::bigint AS steps_done,
                     steps_total::bigint AS steps_total, done_checksum, checkpoint::text AS checkpoint,
                     failed_step::bigint AS failed_step, error, installed_by,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at,
                     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS finished_at,
-                    duration_ms, down_sql, down_checksum,
+                    duration_ms, down_sql, {down_checksum},
                     to_char(repaired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS repaired_at, repair_note
              FROM {LEDGER_TABLE} ORDER BY version"
         )))

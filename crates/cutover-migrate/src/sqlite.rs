@@ -103,9 +103,21 @@ impl Lite {
         if exists.is_none() {
             return Ok(Vec::new());
         }
+        // A ledger from before down checksums is read as it is; `up` upgrades it.
+        let has_down_checksum: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('{LEDGER_TABLE}') WHERE name = 'down_checksum'"
+        )))
+        .fetch_one(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger"))?;
+        let down_checksum = if has_down_checksum {
+            "down_checksum"
+        } else {
+            "NULL AS down_checksum"
+        };
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done, steps_total, done_checksum, checkpoint, failed_step, error,
-                    installed_by, started_at, finished_at, duration_ms, down_sql, down_checksum, repaired_at, repair_note
+                    installed_by, started_at, finished_at, duration_ms, down_sql, {down_checksum}, repaired_at, repair_note
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut self.connection)

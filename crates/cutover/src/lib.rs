@@ -48,6 +48,8 @@
 pub mod healthcheck;
 #[cfg(feature = "serve")]
 pub mod limits;
+#[cfg(feature = "otel")]
+mod otel;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 #[cfg(feature = "serve")]
@@ -58,6 +60,8 @@ mod service;
 mod stack;
 #[cfg(feature = "serve")]
 pub mod startup;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 #[cfg(feature = "serve")]
 #[doc(inline)]

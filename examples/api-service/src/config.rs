@@ -2,8 +2,11 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, Subcommand, ValueEnum};
-use cutover::shutdown::{ShutdownConfig, parse_duration};
+use clap::{Parser, Subcommand};
+use cutover::{
+    shutdown::{ShutdownConfig, parse_duration},
+    telemetry::LogFormat,
+};
 
 /// api-service: an axum API with health probes on its own dependencies.
 ///
@@ -16,8 +19,8 @@ pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Log format: JSON lines, or text for people (default: text on a terminal, else JSON).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    /// Log format: auto (text on a terminal, else JSON), json or text.
+    #[arg(long, env = "LOG_FORMAT", default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 
     /// Address to listen on.
@@ -100,17 +103,6 @@ pub enum Command {
         #[arg(long = "phase")]
         phases: Vec<cutover_migrate::Phase>,
     },
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Text on a terminal, JSON otherwise.
-    Auto,
-    /// One JSON object per line.
-    Json,
-    /// Human-readable text.
-    Text,
 }
 
 impl Config {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use lapin::{
     BasicProperties, Channel, Connection, ExchangeKind,
     options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
 };
 use serde::Serialize;
 use tokio::sync::{Mutex, watch};
@@ -116,7 +116,9 @@ impl Events {
                 BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
-                    .with_message_id(event.id.clone().into()),
+                    .with_message_id(event.id.clone().into())
+                    // The request's trace continues in whoever consumes the event.
+                    .with_headers(trace_headers()),
             )
             .await
             .map_err(|e| format!("cannot publish: {e}"))?
@@ -152,4 +154,14 @@ impl Events {
             .map_err(|e| format!("cannot declare the `{}` exchange: {e}", self.exchange))?;
         Ok(channel)
     }
+}
+
+/// The current trace's W3C context (`traceparent`, ...) as AMQP message headers; empty when
+/// traces are not exported.
+pub fn trace_headers() -> FieldTable {
+    let mut headers = FieldTable::default();
+    for (name, value) in cutover::telemetry::trace_context() {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
+    headers
 }

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 
 use cutover::{Limits, Service, shutdown::ShutdownReport};
 
-pub use config::{Command, Config, LogFormat};
+pub use config::{Command, Config};
 pub use dependencies::Dependencies;
 
 /// Apply the embedded migrations for `config`'s database (`phases`, default expand) once, and

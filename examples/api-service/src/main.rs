@@ -1,10 +1,10 @@
 //! Run with: `cargo run -p api-service` (then `curl localhost:8000/health`).
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
-use api_service::{Command, Config, LogFormat};
+use api_service::{Command, Config};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use cutover::telemetry::Telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,16 +29,18 @@ async fn main() -> ExitCode {
         }
         None => {}
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let terminal = std::io::stdout().is_terminal();
-    match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Auto if !terminal => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Auto | LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(terminal)
-            .init(),
-    }
+    // Logs, and traces to OTEL_EXPORTER_OTLP_ENDPOINT when it is set.
+    let telemetry = Telemetry::builder("api-service")
+        .version(&config.service_version)
+        .format(config.log_format)
+        .init();
+    let _telemetry = match telemetry {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match api_service::serve(config).await {
         Ok(report) => report.exit(),
         Err(error) => {

@@ -88,12 +88,12 @@ pub async fn answer(client: &reqwest::Client, api: &url::Url, command: &Command)
 
 async fn fetch_user(client: &reqwest::Client, api: &url::Url, id: i64) -> Result<Option<User>, String> {
     let url = api.join(&format!("api/users/{id}")).map_err(|e| e.to_string())?;
-    let response = client
-        .get(url)
-        .header("Accept-Version", API_VERSION)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut request = client.get(url).header("Accept-Version", API_VERSION);
+    // The API's request span becomes a child of this command's.
+    for (name, value) in cutover::telemetry::trace_context() {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
     match response.status().as_u16() {
         200 => response.json().await.map(Some).map_err(|e| e.to_string()),
         404 => Ok(None),

@@ -2,8 +2,11 @@
 
 use std::{fmt, net::IpAddr, time::Duration};
 
-use clap::{Parser, Subcommand, ValueEnum};
-use cutover::shutdown::{ShutdownConfig, parse_duration};
+use clap::{Parser, Subcommand};
+use cutover::{
+    shutdown::{ShutdownConfig, parse_duration},
+    telemetry::LogFormat,
+};
 
 /// bot-service: answers chat commands from RabbitMQ through the API.
 ///
@@ -68,8 +71,8 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
 
-    /// Log format (default: text on a terminal, else JSON).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    /// Log format: auto (text on a terminal, else JSON), json or text.
+    #[arg(long, env = "LOG_FORMAT", default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 }
 
@@ -91,17 +94,6 @@ impl fmt::Debug for Config {
 pub enum Command {
     /// Probe the local `/health/ready` (on --port): exit 0 when ready, 1 otherwise.
     Healthcheck,
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Text on a terminal, JSON otherwise.
-    Auto,
-    /// One JSON object per line.
-    Json,
-    /// Human-readable text.
-    Text,
 }
 
 /// A required setting is missing or unusable.

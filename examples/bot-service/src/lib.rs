@@ -17,4 +17,4 @@ pub mod commands;
 mod config;
 pub mod run;
 
-pub use config::{Command, Config, LogFormat};
+pub use config::{Command, Config};

@@ -1,10 +1,10 @@
 //! Run with: `BOT_TOKEN=... API_URL=http://localhost:8000 cargo run -p bot-service`
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
-use bot_service::{Command, Config, LogFormat};
+use bot_service::{Command, Config};
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use cutover::telemetry::Telemetry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,16 +17,14 @@ async fn main() -> ExitCode {
         eprintln!("error: {missing}");
         return ExitCode::FAILURE;
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let terminal = std::io::stdout().is_terminal();
-    match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Auto if !terminal => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Auto | LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(terminal)
-            .init(),
-    }
+    // Logs, and traces to OTEL_EXPORTER_OTLP_ENDPOINT when it is set.
+    let _telemetry = match Telemetry::builder("bot-service").format(config.log_format).init() {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!(config = ?config, "starting");
     match bot_service::run::serve(config).await {
         Ok(report) => report.exit(),

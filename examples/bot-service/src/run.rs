@@ -21,7 +21,7 @@ use lapin::{
     BasicProperties, Channel, Connection,
     message::Delivery,
     options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -158,6 +158,30 @@ async fn handle(
     replies: String,
     delivery: Arc<Delivery>,
 ) -> Disposition {
+    // One span per command, continuing the sender's trace if it sent one; the API calls and
+    // the reply carry it on.
+    let span = tracing::info_span!("command");
+    if let Some(headers) = delivery.properties.headers() {
+        let pairs: Vec<(&str, String)> = headers
+            .inner()
+            .iter()
+            .filter_map(|(name, value)| match value {
+                AMQPValue::LongString(text) => Some((name.as_str(), text.to_string())),
+                _ => None,
+            })
+            .collect();
+        cutover::telemetry::continue_trace(&span, pairs.iter().map(|(name, value)| (*name, value.as_str())));
+    }
+    tracing::Instrument::instrument(answer(client, api, publisher, replies, delivery), span).await
+}
+
+async fn answer(
+    client: reqwest::Client,
+    api: url::Url,
+    publisher: Channel,
+    replies: String,
+    delivery: Arc<Delivery>,
+) -> Disposition {
     let incoming: Incoming = match serde_json::from_slice(&delivery.data) {
         Ok(incoming) => incoming,
         Err(error) => {
@@ -186,7 +210,8 @@ async fn handle(
                 &body,
                 BasicProperties::default()
                     .with_delivery_mode(2)
-                    .with_content_type("application/json".into()),
+                    .with_content_type("application/json".into())
+                    .with_headers(trace_headers()),
             )
             .await?
             .await
@@ -200,4 +225,13 @@ async fn handle(
             Disposition::Requeue
         }
     }
+}
+
+/// The current trace's W3C context as AMQP message headers; empty when traces are not exported.
+fn trace_headers() -> FieldTable {
+    let mut headers = FieldTable::default();
+    for (name, value) in cutover::telemetry::trace_context() {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
+    headers
 }

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Connection, ConnectionProperties,
     options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
+    types::{AMQPValue, FieldTable},
 };
 
 const TOKEN: &str = "s3cr3t-bot-token-value";
@@ -66,7 +66,19 @@ struct Bot {
     log: std::path::PathBuf,
 }
 
+impl Drop for Bot {
+    fn drop(&mut self) {
+        // No bot outlives its test, even one that failed half-way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start_bot(api: &str) -> Bot {
+    start_bot_with(api, &[])
+}
+
+fn start_bot_with(api: &str, envs: &[(&str, String)]) -> Bot {
     let name = unique("bot");
     let port = free_port();
     let log = std::env::temp_dir().join(format!("{name}.log"));
@@ -81,6 +93,7 @@ fn start_bot(api: &str) -> Bot {
         .env("PORT", port.to_string())
         .env("HEALTH_CHECK_INTERVAL", "500ms")
         .env("SHUTDOWN_DRAIN_DELAY", "0s")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(log.with_extension("err")).unwrap()))
@@ -199,4 +212,109 @@ fn it_refuses_to_start_without_its_token_or_the_api() {
     let message = String::from_utf8_lossy(&bad_api.stderr).into_owned();
     assert!(message.contains("must be http"), "{message}");
     assert!(!message.contains(TOKEN));
+}
+
+/// One trace from the chat platform to the database: a command sent with a `traceparent` is
+/// handled in a bot span that continues it, the bot's call to the API carries it on (the API's
+/// request span is the bot's child), and so does the reply. Read back from the real collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_trace_runs_through_the_bot_into_the_api() {
+    // The API runs in this process: its spans go to the collector as `api-service`.
+    let telemetry = cutover::telemetry::Telemetry::builder("api-service")
+        .otlp_endpoint(service_url("JAEGER_OTLP_URL"))
+        .default_filter("warn,cutover=info")
+        .init()
+        .unwrap();
+    let (api, user) = api_with_a_user().await;
+    let bot = start_bot_with(
+        &api,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", service_url("JAEGER_OTLP_URL")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        ],
+    );
+    wait_ready(bot.port, "the bot").await;
+    let connection = Connection::connect(&service_url("AMQP_URL"), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for queue in [&bot.commands, &bot.replies] {
+        channel
+            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
+            .await
+            .unwrap();
+    }
+    let mut replies = channel
+        .basic_consume(
+            bot.replies.as_str().into(),
+            "test".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let (trace, caller, traceparent) = cutover_tests::new_trace();
+    let mut headers = FieldTable::default();
+    headers.insert("traceparent".into(), AMQPValue::LongString(traceparent.into()));
+    let body = format!(r#"{{"chat_id":7,"text":"/user {user}"}}"#);
+    channel
+        .basic_publish(
+            "".into(),
+            bot.commands.as_str().into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(20), replies.next())
+        .await
+        .expect("a reply within 20 s")
+        .unwrap()
+        .unwrap();
+    reply.ack(BasicAckOptions::default()).await.unwrap();
+    let carried = match reply
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default()
+        .inner()
+        .get("traceparent")
+    {
+        Some(AMQPValue::LongString(value)) => value.to_string(),
+        other => panic!("no traceparent on the reply: {other:?}"),
+    };
+    assert!(
+        carried.starts_with(&format!("00-{trace}-")),
+        "the reply continues the trace: {carried}"
+    );
+    drop(telemetry); // flushes the API's spans
+
+    let spans = cutover_tests::jaeger_trace(&trace, Duration::from_secs(20), |spans| {
+        spans.iter().any(|s| s.service == "bot-service") && spans.iter().any(|s| s.service == "api-service")
+    })
+    .await;
+    let command = spans
+        .iter()
+        .find(|s| s.service == "bot-service" && s.operation == "command")
+        .unwrap_or_else(|| panic!("no bot span: {spans:#?}"));
+    assert_eq!(command.parent.as_deref(), Some(caller.as_str()), "{command:#?}");
+    let request = spans
+        .iter()
+        .find(|s| s.service == "api-service" && s.operation == "GET /api/users/{id}")
+        .unwrap_or_else(|| panic!("no API span: {spans:#?}"));
+    assert_eq!(
+        request.parent.as_deref(),
+        Some(command.span_id.as_str()),
+        "the API's span is the bot's child: {spans:#?}"
+    );
+    assert!(request.tags.iter().any(|t| t == "api_version=1.2"), "{request:#?}");
 }

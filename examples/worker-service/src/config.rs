@@ -2,8 +2,11 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use cutover::shutdown::{ShutdownConfig, parse_duration};
+use clap::{Args, Parser, Subcommand};
+use cutover::{
+    shutdown::{ShutdownConfig, parse_duration},
+    telemetry::LogFormat,
+};
 
 /// worker-service: stores the user events the API publishes, in MongoDB.
 ///
@@ -86,8 +89,8 @@ pub struct Run {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
 
-    /// Log format (default: text on a terminal, else JSON).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    /// Log format: auto (text on a terminal, else JSON), json or text.
+    #[arg(long, env = "LOG_FORMAT", default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
 }
 
@@ -133,17 +136,6 @@ pub enum Migrate {
         #[arg(long = "to")]
         target: i64,
     },
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Text on a terminal, JSON otherwise.
-    Auto,
-    /// One JSON object per line.
-    Json,
-    /// Human-readable text.
-    Text,
 }
 
 impl Config {

@@ -41,6 +41,15 @@ pub enum Stored {
     Again,
 }
 
+impl std::fmt::Display for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::New => "new",
+            Self::Again => "again (a redelivery)",
+        })
+    }
+}
+
 impl UserEvent {
     /// The `events` document and the `user_behavior` document.
     pub fn documents(&self) -> Result<(Document, Document), String> {

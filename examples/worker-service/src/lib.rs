@@ -23,4 +23,4 @@ pub mod migrations;
 pub mod run;
 pub mod sample;
 
-pub use config::{Command, Config, LogFormat, Migrate, Run};
+pub use config::{Command, Config, Migrate, Run};

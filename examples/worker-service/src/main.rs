@@ -1,15 +1,15 @@
 //! Run with: `cargo run -p worker-service` (consume), or `cargo run -p worker-service -- migrate up`.
 
-use std::{io::IsTerminal, process::ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use cutover::telemetry::{LogFormat, LogTarget, Telemetry, TelemetryGuard};
 use cutover_migrate::{
     Event, UpOptions,
     mongo::{self, Batching, MongoMigrator},
 };
-use tracing_subscriber::EnvFilter;
-use worker_service::{Command, Config, LogFormat, Migrate, migrations};
+use worker_service::{Command, Config, Migrate, migrations};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,7 +17,9 @@ async fn main() -> ExitCode {
     match config.command.clone() {
         Some(Command::Healthcheck) => cutover::healthcheck::run(config.port).await,
         Some(Command::Migrate { action }) => {
-            logs(LogFormat::Text, "warn");
+            let Some(_telemetry) = telemetry(&config, LogFormat::Text, "warn") else {
+                return ExitCode::FAILURE;
+            };
             match migrate(&config, action).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -27,7 +29,9 @@ async fn main() -> ExitCode {
             }
         }
         None => {
-            logs(config.run.log_format, "info");
+            let Some(_telemetry) = telemetry(&config, config.run.log_format, "info") else {
+                return ExitCode::FAILURE;
+            };
             match worker_service::run::serve(config).await {
                 Ok(report) => report.exit(),
                 Err(error) => {
@@ -39,16 +43,21 @@ async fn main() -> ExitCode {
     }
 }
 
-fn logs(format: LogFormat, default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let terminal = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Auto if !terminal => builder.json().init(),
-        LogFormat::Auto | LogFormat::Text => builder.with_ansi(terminal).init(),
+/// Logs on stderr (the `migrate` subcommands print their results on stdout), and traces to
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` when it is set.
+fn telemetry(config: &Config, format: LogFormat, default_filter: &str) -> Option<TelemetryGuard> {
+    let telemetry = Telemetry::builder("worker-service")
+        .version(config.run.service_version.clone())
+        .format(format)
+        .target(LogTarget::Stderr)
+        .default_filter(default_filter)
+        .init();
+    match telemetry {
+        Ok(guard) => Some(guard),
+        Err(error) => {
+            eprintln!("error: {error}");
+            None
+        }
     }
 }
 

@@ -202,6 +202,23 @@ async fn subscribe(
 }
 
 async fn handle(db: Database, delivery: Arc<lapin::message::Delivery>) -> Disposition {
+    // One span per event, continuing the trace of the request that published it.
+    let span = tracing::info_span!("event", routing_key = %delivery.routing_key);
+    if let Some(headers) = delivery.properties.headers() {
+        let pairs: Vec<(&str, String)> = headers
+            .inner()
+            .iter()
+            .filter_map(|(name, value)| match value {
+                lapin::types::AMQPValue::LongString(text) => Some((name.as_str(), text.to_string())),
+                _ => None,
+            })
+            .collect();
+        cutover::telemetry::continue_trace(&span, pairs.iter().map(|(name, value)| (*name, value.as_str())));
+    }
+    tracing::Instrument::instrument(store(db, &delivery), span).await
+}
+
+async fn store(db: Database, delivery: &lapin::message::Delivery) -> Disposition {
     let event: UserEvent = match serde_json::from_slice(&delivery.data) {
         Ok(event) => event,
         Err(error) => {
@@ -211,7 +228,7 @@ async fn handle(db: Database, delivery: Arc<lapin::message::Delivery>) -> Dispos
     };
     match event.store(&db).await {
         Ok(stored) => {
-            tracing::debug!(id = %event.id, ?stored, "event stored");
+            tracing::debug!(id = %event.id, stored = %stored, "event stored");
             Disposition::Ack
         }
         Err(StoreError::Invalid(reason)) => {

@@ -637,6 +637,33 @@ async fn down_trusts_the_file_over_the_ledger_and_never_runs_a_tampered_row() {
 }
 
 #[tokio::test]
+async fn a_ledger_from_before_down_checksums_is_read_and_upgraded() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
+    fixture.write("0001_create.down.sql", "DROP TABLE t;");
+    assert_success(&fixture.run(&["up"]));
+    // The ledger as cutover-migrate 0.1 wrote it.
+    sqlx::query("ALTER TABLE _cutover_migrations DROP COLUMN down_checksum")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    assert_success(&fixture.run(&["status"]));
+    fixture.write("0002_more.up.sql", "CREATE TABLE u (id bigint PRIMARY KEY);");
+    fixture.write("0002_more.down.sql", "DROP TABLE u;");
+    assert_success(&fixture.run(&["up"]));
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM _cutover_migrations WHERE down_checksum IS NOT NULL")
+            .await,
+        1,
+        "the column is back, and filled for what was applied since"
+    );
+    fixture.remove("0002_more.down.sql");
+    assert_success(&fixture.run(&["down", "--to", "1"]));
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
 async fn backups_are_private_and_pg_dump_never_sees_the_password() {
     let fixture = Fixture::new().await;
     fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");

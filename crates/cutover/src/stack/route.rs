@@ -1,5 +1,6 @@
-//! The matched route template, carried out of the router on the response, for the span and
-//! the metrics: labels stay bounded (`/api/users/{id}`, never `/api/users/42`).
+//! The matched route template (and the method), carried out of the router on the response,
+//! for the span and the metrics: labels stay bounded (`/api/users/{id}`, never
+//! `/api/users/42`).
 
 use std::{
     future::Future,
@@ -44,9 +45,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = route.as_ref().map(|_| request.method().clone());
         RouteTagFuture {
             inner: self.inner.call(request),
             route,
+            method,
         }
     }
 }
@@ -56,6 +59,7 @@ pin_project! {
         #[pin]
         inner: F,
         route: Option<MatchedPath>,
+        method: Option<http::Method>,
     }
 }
 
@@ -68,9 +72,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let Some(route) = this.route.take() {
+        if let (Some(route), Some(method)) = (this.route.take(), this.method.take())
+            && response.extensions().get::<MatchedPath>().is_none()
+        {
             // The innermost router knows best (a nested router's full path).
-            response.extensions_mut().get_or_insert_with(|| route);
+            response.extensions_mut().insert(route);
+            response.extensions_mut().insert(method);
         }
         Poll::Ready(Ok(response))
     }

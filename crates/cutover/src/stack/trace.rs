@@ -34,7 +34,9 @@ impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
         let path = request.uri().path();
-        if is_probe(path) {
+        // `otel.*` fields describe the span to OpenTelemetry, as tracing-opentelemetry reads
+        // them; its name (`GET /api/users/{id}`) is given once the route is known.
+        let span = if is_probe(path) {
             tracing::debug_span!(
                 "request",
                 method = %request.method(),
@@ -45,6 +47,8 @@ impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
                 api_version = Empty,
                 status = Empty,
                 latency_ms = Empty,
+                otel.kind = "server",
+                otel.status_code = Empty,
             )
         } else {
             tracing::info_span!(
@@ -57,8 +61,13 @@ impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
                 api_version = Empty,
                 status = Empty,
                 latency_ms = Empty,
+                otel.kind = "server",
+                otel.status_code = Empty,
             )
-        }
+        };
+        #[cfg(feature = "otel")]
+        crate::otel::link_parent(&span, request.headers());
+        span
     }
 }
 
@@ -79,6 +88,17 @@ impl<B> tower_http::trace::OnResponse<B> for OnRequestEnd {
         span.record("latency_ms", latency_ms);
         if let Some(route) = route {
             span.record("route", route);
+        }
+        #[cfg(feature = "otel")]
+        if let Some(method) = response.extensions().get::<http::Method>() {
+            let name = match route {
+                Some(route) => format!("{method} {route}"),
+                None => method.to_string(),
+            };
+            crate::otel::rename(span, name);
+        }
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
         }
         if let Some(api_version) = api_version {
             span.record("api_version", api_version);
