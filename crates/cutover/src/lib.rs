@@ -28,11 +28,41 @@
 //! }
 //! ```
 //!
+//! # Safe to expose by default
+//!
+//! A [`Service`] serves under [`Limits`] (timeouts for request heads, idle connections,
+//! request bodies and handlers; body, header, concurrency and connection caps; each with a
+//! default, a builder method and an `HTTP_*` variable: see the [`limits`] table), keeps health
+//! details private (statuses for everyone; error text and system details only with the
+//! registry's token or on the [admin address](ServiceBuilder::admin_bind)), and answers its own
+//! errors with RFC 9457 [`Problem`] documents.
+//!
+//! # The middleware stack
+//!
+//! Every request goes through, outermost first:
+//!
+//! | layer | from | does |
+//! | --- | --- | --- |
+//! | sensitive headers | `tower-http` | `Authorization`, `Cookie`, `Proxy-Authorization` and `Set-Cookie` are never printed |
+//! | request id | `tower-http` | `x-request-id` kept when the client sent a sane one (at most 128 visible characters), else a UUID; echoed on the response |
+//! | service version | cutover | `X-Service-Version` on every response |
+//! | trace | `tower-http` | one span per request (method, path, request id, service version, then route, API version, status, latency), one `cutover::access` line when it ends; probes at DEBUG |
+//! | metrics | cutover | Prometheus request metrics by route template, API and service version ([`prometheus`]), when turned on |
+//! | problem bodies | cutover | error responses produced without a body (axum's 404 and 405, a timeout's 503) or as plain text by a body limit (413) get a problem document |
+//! | drain | `cutover-shutdown` | `Connection: close` while draining (HTTP/2: a GOAWAY from the server), 503 while stopping |
+//! | catch panic | `tower-http` | a panicking handler answers 500; the process keeps serving |
+//! | router | axum | probes and `/metrics` first, the application behind them |
+//!
+//! Around the application only (never the probes or `/metrics`): load shedding at the
+//! concurrency limit (`tower`; 503 + `Retry-After`), the request timeout and the body limit
+//! (`tower-http`), and the body read timeout (`tower-http`'s `TimeoutBody`, answered 408).
+//! [`Service::router`] gives the assembled app for in-process tests.
+//!
 //! # Feature flags
 //!
 //! | feature | enables |
 //! | --- | --- |
-//! | `serve` (default) | [`Service`]; implies `health` and `shutdown` |
+//! | `serve` (default) | [`Service`], [`Limits`], [`Problem`]; implies `health` and `shutdown` |
 //! | `health` | [`health`]: the check registry and probe routes |
 //! | `shutdown` | [`shutdown`]: lifecycle, drain layer, hooks, workers |
 //! | `versioning` | [`versioning`]: version negotiation, problem+json errors, Stripe-style changes |
@@ -41,6 +71,8 @@
 //! | `system` | memory (cgroup aware) and disk checks |
 //! | `metrics` | check metrics through the `metrics` facade |
 //! | `prometheus` | `/metrics` in the Prometheus format: requests, latencies, in-flight, phase, checks ([`prometheus`]) |
+//! | `telemetry` | [`telemetry`]: logs (JSON or text, `RUST_LOG`) set up in one call |
+//! | `otel` | OpenTelemetry: request spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, W3C `traceparent` accepted and handed on ([`telemetry::trace_context`]); implies `telemetry` |
 //! | `testing` | scripted checks and in-process probe helpers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -90,7 +122,7 @@ pub use cutover_shutdown as shutdown;
 #[doc(inline)]
 pub use cutover_versioning as versioning;
 
-/// The README's examples, compiled as doctests so they cannot rot.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests so they cannot rot (with the features they use).
+#[cfg(all(doctest, feature = "serve", feature = "versioning", feature = "telemetry"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -54,6 +54,9 @@ struct Activity {
     http2: AtomicBool,
     /// Woken when an HTTP/2 request arrives while the service drains: time for a GOAWAY.
     goaway: Notify,
+    /// Woken by the first request: the connection's deadline changes from the head's to the
+    /// idle one, which may be earlier.
+    first_request: Notify,
 }
 
 impl Activity {
@@ -65,6 +68,7 @@ impl Activity {
             served: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             goaway: Notify::new(),
+            first_request: Notify::new(),
         }
     }
 
@@ -131,6 +135,7 @@ pub(crate) async fn serve(
                 goaway_sent = true;
                 connection.as_mut().graceful_shutdown();
             }
+            () = activity.first_request.notified(), if !activity.served.load(Ordering::Relaxed) => {}
             () = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                 if !expired(&activity, limits, closing) {
                     continue;
@@ -249,7 +254,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let activity = &self.activity;
-        activity.served.store(true, Ordering::Relaxed);
+        if !activity.served.swap(true, Ordering::Relaxed) {
+            activity.first_request.notify_one();
+        }
         if request.version() == http::Version::HTTP_2 && !activity.http2.swap(true, Ordering::Relaxed) {
             // First HTTP/2 request on a connection opened while draining: it gets its answer,
             // and the client its GOAWAY.

@@ -1,22 +1,7 @@
-//! The middleware every [`Service`](crate::Service) request goes through, outermost first:
-//!
-//! | layer | from | does |
-//! | --- | --- | --- |
-//! | sensitive headers | `tower-http` | `Authorization`, `Cookie`, `Proxy-Authorization` and `Set-Cookie` are never printed |
-//! | request id | `tower-http` | `x-request-id` kept when the client sent a sane one (at most 128 visible characters), else a UUID; echoed on the response |
-//! | service version | cutover | `X-Service-Version` on every response |
-//! | trace | `tower-http` | one span per request, one line when it ends ([`trace`]) |
-//! | metrics | cutover | Prometheus request metrics, when turned on |
-//! | problem bodies | cutover | bodyless error responses get an RFC 9457 body |
-//! | drain | `cutover-shutdown` | `Connection: close` while draining, 503 while stopping |
-//! | catch panic | `tower-http` | a panicking handler answers 500; the process keeps serving |
-//! | router | axum | probes and `/metrics` first, the application behind them |
-//!
-//! and around the application only (never the probes or `/metrics`): load shedding at the
-//! concurrency limit (`tower`), the request timeout and the request body limit (`tower-http`),
-//! and the body read timeout (`tower-http`'s `TimeoutBody`, answered 408).
+//! The middleware every [`Service`](crate::Service) request goes through; the table is in the
+//! [crate docs](crate#the-middleware-stack).
 
-mod body_timeout;
+mod body;
 pub(crate) mod problem;
 pub(crate) mod route;
 pub(crate) mod trace;
@@ -89,13 +74,11 @@ pub(crate) fn public(parts: Parts) -> Router {
                 .request_timeout
                 .map(|timeout| TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
         )
+        .layer(body::BodyWatchLayer {
+            read_timeout: limits.body_read_timeout,
+        })
         .layer(RequestBodyLimitLayer::new(limits.max_body_size))
         .map_request(|request: Request<_>| request.map(Body::new))
-        .option_layer(
-            limits
-                .body_read_timeout
-                .map(|timeout| body_timeout::BodyReadTimeoutLayer { timeout }),
-        )
         // The limit above is enforced on the body itself; axum's extractors need not add their own.
         .layer(DefaultBodyLimit::disable())
         .service(app);

@@ -113,6 +113,25 @@ async fn a_body_over_the_limit_is_refused_with_413_problem_json() {
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["status"], 413);
     assert_eq!(problem["title"], "Payload Too Large");
+    // Answered before its body was read, the connection cannot be reused: the answer says so,
+    // and a client that pools connections never sends its next request into a closed one.
+    assert_eq!(response_close(&running.base, 4096).await, Some("close".to_owned()));
+    let pooled = reqwest::Client::new();
+    for attempt in 0..30 {
+        let refused = pooled
+            .post(format!("{}/", running.base))
+            .body(vec![b'x'; 64 * 1024])
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("attempt {attempt}: refused request: {error:?}"));
+        assert_eq!(refused.status(), 413, "attempt {attempt}");
+        let next = pooled
+            .get(format!("{}/", running.base))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("attempt {attempt}: the request after it: {error:?}"));
+        assert_eq!(next.status(), 200, "attempt {attempt}");
+    }
     // A chunked body with no length is cut as it passes the limit.
     let mut connection = RawConnection::open(running.address).await;
     connection
@@ -138,6 +157,20 @@ async fn a_body_over_the_limit_is_refused_with_413_problem_json() {
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "1000 bytes");
     running.stop().await;
+}
+
+/// The `Connection` header of the answer to a POST of `size` bytes.
+async fn response_close(base: &str, size: usize) -> Option<String> {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/"))
+        .body(vec![b'x'; size])
+        .send()
+        .await
+        .unwrap();
+    response
+        .headers()
+        .get("connection")
+        .map(|value| value.to_str().unwrap().to_owned())
 }
 
 #[tokio::test]
