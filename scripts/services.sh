@@ -219,24 +219,36 @@ start_rabbitmq() {
 
 FERRETDB_BIN=${XDG_CACHE_HOME:-$HOME/.cache}/cutover/ferretdb-$FERRETDB_VERSION/ferretdb
 
-# `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` builds a binary that panics at
-# start-up: the module zip lacks the generated build/version/version.txt. So fetch the same
-# module through the Go proxy, write that one file, and build it.
-build_ferretdb() {
-  local dir=$1 src
-  command -v go >/dev/null 2>&1 || die "FerretDB is built with Go, which is not installed; install Go 1.22+ or set MONGODB_URL"
-  log "building FerretDB $FERRETDB_VERSION from the Go module proxy (a few minutes the first time)"
-  mkdir -p "$dir" "$(dirname "$FERRETDB_BIN")"
-  src=$(go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" 2>"$dir/build.log" \
+# build_from_module NAME MODULE@VERSION PACKAGE BINARY LOG_DIR [PREPARE]: fetch a Go module's
+# source through the Go module proxy, run PREPARE in it (if given), build PACKAGE into BINARY.
+# `go install` cannot build either server here: FerretDB's module zip lacks a generated file,
+# and Jaeger's go.mod has replace directives.
+build_from_module() {
+  local name=$1 module=$2 package=$3 binary=$4 dir=$5 prepare=${6:-} src
+  command -v go >/dev/null 2>&1 || die "$name is built with Go, which is not installed; install Go 1.24+ or give its URL"
+  log "building $name ($module) from the Go module proxy (a few minutes the first time)"
+  mkdir -p "$dir" "$(dirname "$binary")"
+  src=$(go mod download -json "$module" 2>"$dir/build.log" \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
-    || { tail_log "$dir/build.log"; die "could not download the FerretDB module"; }
+    || { tail_log "$dir/build.log"; die "could not download $module"; }
   rm -rf "$dir/src"
   cp -r "$src" "$dir/src"
   chmod -R u+w "$dir/src"
-  printf '%s\n' "$FERRETDB_VERSION" >"$dir/src/build/version/version.txt"
-  (cd "$dir/src" && go build -o "$FERRETDB_BIN" ./cmd/ferretdb) >>"$dir/build.log" 2>&1 \
-    || { tail_log "$dir/build.log"; die "building FerretDB failed"; }
+  if [[ -n $prepare ]]; then "$prepare" "$dir/src"; fi
+  (cd "$dir/src" && go build -o "$binary" "$package") >>"$dir/build.log" 2>&1 \
+    || { tail_log "$dir/build.log"; die "building $name failed"; }
   rm -rf "$dir/src"
+}
+
+FERRETDB_BIN=${XDG_CACHE_HOME:-$HOME/.cache}/cutover/ferretdb-$FERRETDB_VERSION/ferretdb
+
+# `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` builds a binary that panics at
+# start-up: the module zip lacks the generated build/version/version.txt, written here.
+write_ferretdb_version() { printf '%s\n' "$FERRETDB_VERSION" >"$1/build/version/version.txt"; }
+
+build_ferretdb() {
+  build_from_module FerretDB "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" ./cmd/ferretdb "$FERRETDB_BIN" "$1" \
+    write_ferretdb_version
 }
 
 start_ferretdb() {
@@ -255,22 +267,9 @@ start_ferretdb() {
 
 JAEGER_BIN=${XDG_CACHE_HOME:-$HOME/.cache}/cutover/jaeger-$JAEGER_VERSION/jaeger
 
-# Jaeger's all-in-one binary (an OTLP collector with a query API), built from the module
-# source: `go install` refuses modules with replace directives.
+# Jaeger's all-in-one binary: an OTLP collector with a query API.
 build_jaeger() {
-  local dir=$1 src
-  command -v go >/dev/null 2>&1 || die "Jaeger is built with Go, which is not installed; install Go 1.24+ or set JAEGER_QUERY_URL and JAEGER_OTLP_URL"
-  log "building Jaeger $JAEGER_VERSION from the Go module proxy (a few minutes the first time)"
-  mkdir -p "$dir" "$(dirname "$JAEGER_BIN")"
-  src=$(go mod download -json "github.com/jaegertracing/jaeger@$JAEGER_VERSION" 2>"$dir/build.log" \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') \
-    || { tail_log "$dir/build.log"; die "could not download the Jaeger module"; }
-  rm -rf "$dir/src"
-  cp -r "$src" "$dir/src"
-  chmod -R u+w "$dir/src"
-  (cd "$dir/src" && go build -o "$JAEGER_BIN" ./cmd/jaeger) >>"$dir/build.log" 2>&1 \
-    || { tail_log "$dir/build.log"; die "building Jaeger failed"; }
-  rm -rf "$dir/src"
+  build_from_module Jaeger "github.com/jaegertracing/jaeger@$JAEGER_VERSION" ./cmd/jaeger "$JAEGER_BIN" "$1"
 }
 
 start_jaeger() {

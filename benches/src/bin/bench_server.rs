@@ -116,38 +116,26 @@ fn main() -> ExitCode {
                 let config = ShutdownConfig::from_env().expect("SHUTDOWN_* variables");
                 let versions = users::versions();
                 let changes = users::changes(&versions);
-                match Service::builder(router())
+                let served = Service::builder(router())
                     .service_version("1.0.0")
                     .prometheus()
                     .versioning(VersionLayer::new(versions).changes(changes))
                     .shutdown(config)
                     .bind(address)
                     .serve()
-                    .await
-                {
-                    Ok(report) => report.exit(),
-                    Err(error) => {
-                        eprintln!("{error}");
-                        ExitCode::FAILURE
-                    }
-                }
+                    .await;
+                exit_with(served)
             }
             "cutover" => {
                 let health = HealthRegistry::builder().build().expect("registry");
                 let config = ShutdownConfig::from_env().expect("SHUTDOWN_* variables");
-                match Service::builder(router())
+                let served = Service::builder(router())
                     .health(health)
                     .shutdown(config)
                     .bind(address)
                     .serve()
-                    .await
-                {
-                    Ok(report) => report.exit(),
-                    Err(error) => {
-                        eprintln!("{error}");
-                        ExitCode::FAILURE
-                    }
-                }
+                    .await;
+                exit_with(served)
             }
             other => {
                 eprintln!(
@@ -162,4 +150,15 @@ fn main() -> ExitCode {
 /// Room for a thousand connections and more: the soft file limit raised to the hard one.
 fn raise_file_limit() {
     cutover_benches::raise_file_limit();
+}
+
+/// The exit status of a served `Service`.
+fn exit_with(served: Result<cutover::shutdown::ShutdownReport, cutover::ServeError>) -> ExitCode {
+    match served {
+        Ok(report) => report.exit(),
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
 }

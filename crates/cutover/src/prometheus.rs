@@ -80,7 +80,7 @@ pub fn handle() -> Result<PrometheusHandle, String> {
 /// Count and time every request: an axum middleware (`axum::middleware::from_fn(track)`), for
 /// routers served without [`Service`](crate::Service). `service_version` is `unknown`.
 pub async fn track(request: Request, next: Next) -> Response {
-    let recording = Recording::start(request.method(), Arc::clone(unknown_version()));
+    let recording = Recording::start(&request, Arc::clone(unknown_version()));
     let response = next.run(request).await;
     recording.finish(&response);
     response
@@ -138,7 +138,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let recording = Recording::start(request.method(), Arc::clone(&self.service_version));
+        let recording = Recording::start(&request, Arc::clone(&self.service_version));
         TrackFuture {
             inner: self.inner.call(request),
             recording: Some(recording),
@@ -182,15 +182,17 @@ impl<F> std::fmt::Debug for TrackFuture<F> {
 #[derive(Debug)]
 pub struct Recording {
     method: &'static str,
+    route: Option<MatchedPath>,
     service_version: Arc<str>,
     started: Instant,
 }
 
 impl Recording {
-    fn start(method: &Method, service_version: Arc<str>) -> Self {
+    fn start<B>(request: &http::Request<B>, service_version: Arc<str>) -> Self {
         in_flight().increment(1.0);
         Self {
-            method: method_label(method),
+            method: method_label(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
             service_version,
             started: Instant::now(),
         }
@@ -199,10 +201,14 @@ impl Recording {
     fn finish<B>(self, response: &http::Response<B>) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let status = response.status().as_u16();
+        // The route that answered, as the stack's router tags it, else as the request's router
+        // matched it (`track` used as `Router::layer`).
         let route = response
             .extensions()
-            .get::<MatchedPath>()
-            .map_or(UNMATCHED, MatchedPath::as_str);
+            .get::<crate::stack::route::Route>()
+            .map(|route| route.template.as_str())
+            .or(self.route.as_ref().map(MatchedPath::as_str))
+            .unwrap_or(UNMATCHED);
         let api_version = response
             .headers()
             .get("api-version")
@@ -210,7 +216,7 @@ impl Recording {
             .unwrap_or(UNVERSIONED);
         // Handles are looked up once per thread and label set, not per request: the registry
         // lookup (hashing every label) is most of the cost of a `metrics` call. The lookup here
-        // hashes borrowed labels, so a request allocates nothing.
+        // hashes borrowed labels with a fast hash, so a request allocates nothing.
         SERIES.with(|series| {
             let mut series = series.borrow_mut();
             let Series { hasher, entries } = &mut *series;
@@ -288,8 +294,8 @@ impl SeriesEntry {
 
 #[derive(Default)]
 struct Series {
-    hasher: std::hash::RandomState,
-    entries: HashMap<u64, Vec<SeriesEntry>>,
+    hasher: rustc_hash::FxBuildHasher,
+    entries: HashMap<u64, Vec<SeriesEntry>, rustc_hash::FxBuildHasher>,
 }
 
 thread_local! {

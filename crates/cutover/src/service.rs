@@ -107,8 +107,8 @@ impl Listen {
 /// # }
 /// ```
 pub struct Service {
-    app: Router,
-    admin: Option<Router>,
+    app: stack::App,
+    admin: Option<stack::App>,
     health: HealthRegistry,
     shutdown: Shutdown,
     listen: Listen,
@@ -132,6 +132,8 @@ impl fmt::Debug for Service {
 #[must_use]
 pub struct ServiceBuilder {
     router: Router,
+    #[cfg(feature = "versioning")]
+    versioning: Option<cutover_versioning::VersionLayer>,
     health: Option<HealthRegistry>,
     shutdown: ShutdownBuilder,
     config: ShutdownConfig,
@@ -161,6 +163,8 @@ impl Service {
             // Route templates are known only inside the router: carried out for spans and
             // metrics.
             router: router.layer(stack::route::RouteTagLayer),
+            #[cfg(feature = "versioning")]
+            versioning: None,
             health: None,
             shutdown: Shutdown::builder(),
             config: ShutdownConfig::default(),
@@ -215,13 +219,13 @@ impl Service {
     /// # }
     /// ```
     pub fn router(&self) -> Router {
-        self.app.clone()
+        Router::new().fallback_service(self.app.clone())
     }
 
     /// The admin app (every probe with full details, and `/metrics` when Prometheus is on),
     /// when an admin address was given.
     pub fn admin_router(&self) -> Option<Router> {
-        self.admin.clone()
+        self.admin.clone().map(|admin| Router::new().fallback_service(admin))
     }
 
     /// Serve until shut down; see the [type docs](Self).
@@ -309,18 +313,8 @@ impl ServiceBuilder {
     /// `Versioned` responses: the layer wraps the whole application router, so
     /// `/api/v1.2/...` paths are rewritten before routing.
     #[cfg(feature = "versioning")]
-    #[allow(clippy::needless_pass_by_value)] // builders take what they are given
     pub fn versioning(mut self, layer: cutover_versioning::VersionLayer) -> Self {
-        use tower::{Layer as _, ServiceExt as _};
-        let versioned = layer
-            .layer(self.router)
-            .map_request(|request: axum::extract::Request| request)
-            .map_response(
-                |response: http::Response<cutover_versioning::layer::VersionBody<axum::body::Body>>| {
-                    response.map(|body| body.into_parts().unwrap_or_else(axum::body::Body::from))
-                },
-            );
-        self.router = Router::new().fallback_service(versioned);
+        self.versioning = Some(layer);
         self
     }
 
@@ -484,7 +478,11 @@ impl ServiceBuilder {
         let (public_metrics, admin_metrics) = if with_admin { (None, metrics) } else { (metrics, None) };
         let admin = with_admin.then(|| stack::admin(&health, admin_metrics, version.clone()));
         let app = stack::public(stack::Parts {
-            app: self.router,
+            app: stack::Application {
+                router: self.router,
+                #[cfg(feature = "versioning")]
+                versioning: self.versioning,
+            },
             health: health.clone(),
             drain: shutdown.drain_layer(),
             limits: self.limits.clone(),

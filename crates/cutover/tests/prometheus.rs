@@ -140,7 +140,8 @@ async fn with_an_admin_address_metrics_and_details_leave_the_public_one() {
     let admin_base = format!("http://{}", admin.local_addr().unwrap());
     let health = HealthRegistry::builder()
         .check(
-            "database",
+            // Not `database`: the recorder is shared with the other test, which checks that one.
+            "orders-db",
             check_fn(|_ctx| async { Err("connection refused by db.internal:5432".into()) }),
         )
         .build()

@@ -108,12 +108,9 @@ fn start_bot_with(api: &str, envs: &[(&str, String)]) -> Bot {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
-    let (api, user) = api_with_a_user().await;
-    let mut bot = start_bot(&api);
-    wait_ready(bot.port, "the bot").await;
-
+/// The chat platform's side of RabbitMQ: a confirming channel to publish commands on, and the
+/// bot's replies.
+async fn chat_platform(bot: &Bot) -> (Connection, lapin::Channel, lapin::Consumer) {
     let connection = Connection::connect(&service_url("AMQP_URL"), ConnectionProperties::default())
         .await
         .unwrap();
@@ -129,7 +126,7 @@ async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
             .await
             .unwrap();
     }
-    let mut replies = channel
+    let replies = channel
         .basic_consume(
             bot.replies.as_str().into(),
             "test".into(),
@@ -138,6 +135,16 @@ async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
         )
         .await
         .unwrap();
+    (connection, channel, replies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
+    let (api, user) = api_with_a_user().await;
+    let mut bot = start_bot(&api);
+    wait_ready(bot.port, "the bot").await;
+
+    let (_connection, channel, mut replies) = chat_platform(&bot).await;
     for (chat, text) in [
         (1, format!("/user {user}")),
         (2, "/user 999999999".to_owned()),
@@ -234,30 +241,7 @@ async fn a_command_trace_runs_through_the_bot_into_the_api() {
         ],
     );
     wait_ready(bot.port, "the bot").await;
-    let connection = Connection::connect(&service_url("AMQP_URL"), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    for queue in [&bot.commands, &bot.replies] {
-        channel
-            .queue_declare(queue.as_str().into(), durable, FieldTable::default())
-            .await
-            .unwrap();
-    }
-    let mut replies = channel
-        .basic_consume(
-            bot.replies.as_str().into(),
-            "test".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let (_connection, channel, mut replies) = chat_platform(&bot).await;
 
     let (trace, caller, traceparent) = cutover_tests::new_trace();
     let mut headers = FieldTable::default();

@@ -781,7 +781,7 @@ proptest! {
             _ => moved["city"] = json!("Shelbyville"),
         }
         let written: Order = changes.upgrade_onto(moved, &v(version), &stored).unwrap();
-        let mut expected = stored.clone();
+        let mut expected = stored;
         expected.shipping["city"] = json!("Shelbyville");
         prop_assert_eq!(written, expected);
     }

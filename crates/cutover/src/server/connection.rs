@@ -241,7 +241,7 @@ impl AsyncWrite for Watched {
 /// handlers the peer address (`ConnectInfo<SocketAddr>`).
 #[derive(Clone)]
 struct ConnectionService {
-    app: axum::Router,
+    app: crate::stack::App,
     remote: SocketAddr,
     activity: Arc<Activity>,
     phase: PhaseWatch,
@@ -250,7 +250,7 @@ struct ConnectionService {
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response;
     type Error = Infallible;
-    type Future = Counted<tower::util::Oneshot<axum::Router, Request>>;
+    type Future = Counted<tower::util::Oneshot<crate::stack::App, Request>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let activity = &self.activity;

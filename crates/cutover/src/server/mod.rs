@@ -17,7 +17,6 @@ mod connection;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::Router;
 use cutover_core::PhaseWatch;
 use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
@@ -25,12 +24,12 @@ use hyper_util::{
 };
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 
-use crate::Limits;
+use crate::{Limits, stack::App};
 
 /// One listener and the app it serves.
 pub(crate) struct Server {
     pub(crate) listener: TcpListener,
-    pub(crate) app: Router,
+    pub(crate) app: App,
     pub(crate) limits: Limits,
     /// The service's phase: draining sends HTTP/2 connections a GOAWAY.
     pub(crate) phase: PhaseWatch,
@@ -38,7 +37,7 @@ pub(crate) struct Server {
 
 /// What every connection task shares.
 pub(crate) struct Shared {
-    pub(crate) app: Router,
+    pub(crate) app: App,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) limits: Limits,
 }

@@ -2,33 +2,37 @@
 //! [crate docs](crate#the-middleware-stack).
 
 mod body;
+mod gate;
 pub(crate) mod problem;
 pub(crate) mod route;
+mod split;
 pub(crate) mod trace;
 
-use std::sync::Arc;
+use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     Router,
     body::Body,
-    error_handling::HandleErrorLayer,
     extract::{DefaultBodyLimit, Request},
     response::Response,
 };
 use cutover_health::HealthRegistry;
 use cutover_shutdown::{DrainLayer, drain::DrainBody};
 use http::{HeaderName, HeaderValue, StatusCode, header};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt as _, util::BoxCloneSyncService};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer},
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
 use crate::{Limits, SERVICE_VERSION_HEADER};
+
+/// The assembled app, as the server calls it.
+pub(crate) type App = BoxCloneSyncService<Request, Response, Infallible>;
 
 /// The header carrying the request id.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,8 +43,8 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// What the public app is assembled from.
 pub(crate) struct Parts {
-    /// The application's routes (route templates tagged, versioning applied).
-    pub(crate) app: Router,
+    /// The application's routes (route templates tagged), with versioning when asked for.
+    pub(crate) app: Application,
     pub(crate) health: HealthRegistry,
     pub(crate) drain: DrainLayer,
     pub(crate) limits: Limits,
@@ -51,9 +55,38 @@ pub(crate) struct Parts {
     pub(crate) record_metrics: bool,
 }
 
+/// The application's router, and the version layer around it if there is one.
+pub(crate) struct Application {
+    pub(crate) router: Router,
+    #[cfg(feature = "versioning")]
+    pub(crate) versioning: Option<cutover_versioning::VersionLayer>,
+}
+
+impl Application {
+    /// The application as one service answering with axum responses. The version layer wraps
+    /// the whole router (so `/api/v1.2/...` is rewritten before routing), without a router of
+    /// its own in front.
+    fn into_service(self) -> BoxCloneSyncService<Request, Response, Infallible> {
+        #[cfg(feature = "versioning")]
+        if let Some(layer) = self.versioning {
+            use tower::Layer as _;
+            let versioned = layer
+                .layer(self.router)
+                .map_request(|request: Request| request)
+                .map_response(
+                    |response: http::Response<cutover_versioning::layer::VersionBody<Body>>| {
+                        response.map(|body| body.into_parts().unwrap_or_else(Body::from))
+                    },
+                );
+            return BoxCloneSyncService::new(versioned);
+        }
+        BoxCloneSyncService::new(self.router)
+    }
+}
+
 /// The public app: probes, `/metrics` (unless it lives on the admin address) and the
 /// application, behind the whole stack.
-pub(crate) fn public(parts: Parts) -> Router {
+pub(crate) fn public(parts: Parts) -> App {
     let Parts {
         app,
         health,
@@ -64,11 +97,7 @@ pub(crate) fn public(parts: Parts) -> Router {
         record_metrics,
     } = parts;
     let application = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(problem::overloaded))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_concurrent_requests,
-        ))
+        .layer(gate::ConcurrencyGateLayer::new(limits.max_concurrent_requests))
         .option_layer(
             limits
                 .request_timeout
@@ -81,18 +110,19 @@ pub(crate) fn public(parts: Parts) -> Router {
         .map_request(|request: Request<_>| request.map(Body::new))
         // The limit above is enforced on the body itself; axum's extractors need not add their own.
         .layer(DefaultBodyLimit::disable())
-        .service(app);
-    let mut routes = Router::new().merge(health.router());
+        .service(app.into_service());
+    let serves_metrics = metrics.is_some();
+    let mut probes = Router::new().merge(health.router());
     if let Some(metrics) = metrics {
-        routes = routes.merge(metrics);
+        probes = probes.merge(metrics);
     }
-    let routes = routes.route_layer(route::RouteTagLayer).fallback_service(application);
+    let routes = split::Split::new(probes.route_layer(route::RouteTagLayer), application, serves_metrics);
     wrap(routes, drain, service_version, record_metrics)
 }
 
 /// The admin app: every probe with every detail, and `/metrics`. No drain (it answers to the
 /// end), no application limits.
-pub(crate) fn admin(health: &HealthRegistry, metrics: Option<Router>, service_version: Option<HeaderValue>) -> Router {
+pub(crate) fn admin(health: &HealthRegistry, metrics: Option<Router>, service_version: Option<HeaderValue>) -> App {
     let mut routes = Router::new().merge(health.admin_router());
     if let Some(metrics) = metrics {
         routes = routes.merge(metrics);
@@ -110,10 +140,14 @@ pub(crate) fn admin(health: &HealthRegistry, metrics: Option<Router>, service_ve
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(CatchPanicLayer::custom(problem::PanicResponse))
         .service(routes);
-    Router::new().fallback_service(stack)
+    BoxCloneSyncService::new(stack)
 }
 
-fn wrap(routes: Router, drain: DrainLayer, service_version: Option<HeaderValue>, record_metrics: bool) -> Router {
+fn wrap<S>(routes: S, drain: DrainLayer, service_version: Option<HeaderValue>, record_metrics: bool) -> App
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
     let version_label: Arc<str> = service_version
         .as_ref()
         .and_then(|v| v.to_str().ok())
@@ -135,7 +169,7 @@ fn wrap(routes: Router, drain: DrainLayer, service_version: Option<HeaderValue>,
         .layer(SetSensitiveRequestHeadersLayer::new(sensitive))
         .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
         .map_request(sanitize_request_id)
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .map_response(move |mut response: Response<_>| {
             if let Some(version) = &service_version {
@@ -154,8 +188,33 @@ fn wrap(routes: Router, drain: DrainLayer, service_version: Option<HeaderValue>,
                 .on_response(trace::OnRequestEnd)
                 .on_failure(()),
         )
-        .service(inner);
-    Router::new().fallback_service(stack)
+        .service(inner)
+        .map_response(|response: Response<_>| response.map(Body::new));
+    BoxCloneSyncService::new(stack)
+}
+
+/// Request ids in the UUID v4 format, from a fast per-thread generator: an id names a request
+/// in logs, it guards nothing, so it needs no system randomness (a `getrandom` call per request).
+#[derive(Debug, Clone, Copy)]
+struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let random = (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..));
+        // Version 4 (random) in bits 76-79, variant 10 in bits 62-63.
+        let bits = (random & !(0xf << 76) & !(0b11 << 62)) | (0x4 << 76) | (0b10 << 62);
+        let mut id = [b'-'; 36];
+        let mut nibble = 32;
+        for (index, byte) in id.iter_mut().enumerate() {
+            if matches!(index, 8 | 13 | 18 | 23) {
+                continue;
+            }
+            nibble -= 1;
+            *byte = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&id).ok().map(RequestId::new)
+    }
 }
 
 #[cfg(feature = "prometheus")]
@@ -190,4 +249,28 @@ fn sanitize_request_id<B>(mut request: Request<B>) -> Request<B> {
         request.headers_mut().remove(REQUEST_ID);
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_well_formed_uuids_v4() {
+        let request = Request::new(());
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let id = FastRequestId.make_request_id(&request).unwrap();
+            let text = id.header_value().to_str().unwrap().to_owned();
+            let groups: Vec<&str> = text.split('-').collect();
+            assert_eq!(
+                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{text}"
+            );
+            assert!(groups[2].starts_with('4'), "version 4: {text}");
+            assert!(matches!(&groups[3][..1], "8" | "9" | "a" | "b"), "variant 10: {text}");
+            assert!(seen.insert(text));
+        }
+    }
 }

@@ -1,14 +1,11 @@
 //! Error responses the stack or the framework produce get an RFC 9457 problem body: a handler
-//! that panics, a request shed under load, and any error status produced without a body
+//! that panics, and any error status produced without a body
 //! (axum's 404 and 405, a timeout's 503), or as plain text by a body limit (413).
 //! Responses the application wrote itself are left alone.
 
 use std::any::Any;
 
-use axum::{
-    body::Body,
-    response::{IntoResponse, Response},
-};
+use axum::{body::Body, response::Response};
 use bytes::Bytes;
 use cutover_core::problem::Problem;
 use http::{StatusCode, header};
@@ -61,15 +58,4 @@ impl tower_http::catch_panic::ResponseForPanic for PanicResponse {
         tracing::error!(panic = %message, "a handler panicked; answered 500 and kept serving");
         Problem::internal().to_response()
     }
-}
-
-/// The answer to a request shed because the service is at its concurrency limit.
-pub(crate) async fn overloaded(error: tower::BoxError) -> Response {
-    if error.is::<tower::load_shed::error::Overloaded>() {
-        return Problem::unavailable("the service is at its limit of concurrent requests; retry shortly", 1)
-            .with_type("urn:cutover:problem:overloaded")
-            .into_response();
-    }
-    tracing::error!(%error, "request failed in the service's middleware");
-    Problem::internal().into_response()
 }

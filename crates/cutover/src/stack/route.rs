@@ -9,12 +9,20 @@ use std::{
 };
 
 use axum::extract::MatchedPath;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-/// Copies the request's `MatchedPath` into the response's extensions. Apply inside the router
-/// (`Router::layer`), where the route is known.
+/// The route that answered, in the response's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    /// The template, `/api/users/{id}`.
+    pub(crate) template: MatchedPath,
+    pub(crate) method: Method,
+}
+
+/// Puts the request's `MatchedPath` and method into the response's extensions as a [`Route`].
+/// Apply inside the router (`Router::layer`), where the route is known.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RouteTagLayer;
 
@@ -44,12 +52,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let method = route.as_ref().map(|_| request.method().clone());
+        let route = request.extensions().get::<MatchedPath>().map(|template| Route {
+            template: template.clone(),
+            method: request.method().clone(),
+        });
         RouteTagFuture {
             inner: self.inner.call(request),
             route,
-            method,
         }
     }
 }
@@ -58,8 +67,7 @@ pin_project! {
     pub(crate) struct RouteTagFuture<F> {
         #[pin]
         inner: F,
-        route: Option<MatchedPath>,
-        method: Option<http::Method>,
+        route: Option<Route>,
     }
 }
 
@@ -72,12 +80,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
-        if let (Some(route), Some(method)) = (this.route.take(), this.method.take())
-            && response.extensions().get::<MatchedPath>().is_none()
+        if let Some(route) = this.route.take()
+            && response.extensions().get::<Route>().is_none()
         {
             // The innermost router knows best (a nested router's full path).
             response.extensions_mut().insert(route);
-            response.extensions_mut().insert(method);
         }
         Poll::Ready(Ok(response))
     }

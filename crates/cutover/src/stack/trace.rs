@@ -9,11 +9,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::extract::MatchedPath;
 use http::{Request, Response};
 use tracing::{Span, field::Empty};
 
-use super::{API_VERSION, REQUEST_ID};
+use super::{API_VERSION, REQUEST_ID, route::Route};
 
 /// Paths that are probed, not used: their spans and lines are at DEBUG.
 pub(crate) fn is_probe(path: &str) -> bool {
@@ -36,34 +35,28 @@ impl<B> tower_http::trace::MakeSpan<B> for MakeRequestSpan {
         let path = request.uri().path();
         // `otel.*` fields describe the span to OpenTelemetry, as tracing-opentelemetry reads
         // them; its name (`GET /api/users/{id}`) is given once the route is known.
+        macro_rules! request_span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "request",
+                    method = %request.method(),
+                    path,
+                    request_id,
+                    service_version = &*self.service_version,
+                    route = Empty,
+                    api_version = Empty,
+                    status = Empty,
+                    latency_ms = Empty,
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                )
+            };
+        }
         let span = if is_probe(path) {
-            tracing::debug_span!(
-                "request",
-                method = %request.method(),
-                path,
-                request_id,
-                service_version = &*self.service_version,
-                route = Empty,
-                api_version = Empty,
-                status = Empty,
-                latency_ms = Empty,
-                otel.kind = "server",
-                otel.status_code = Empty,
-            )
+            request_span!(tracing::Level::DEBUG)
         } else {
-            tracing::info_span!(
-                "request",
-                method = %request.method(),
-                path,
-                request_id,
-                service_version = &*self.service_version,
-                route = Empty,
-                api_version = Empty,
-                status = Empty,
-                latency_ms = Empty,
-                otel.kind = "server",
-                otel.status_code = Empty,
-            )
+            request_span!(tracing::Level::INFO)
         };
         #[cfg(feature = "otel")]
         crate::otel::link_parent(&span, request.headers());
@@ -78,7 +71,7 @@ pub(crate) struct OnRequestEnd;
 impl<B> tower_http::trace::OnResponse<B> for OnRequestEnd {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
         let status = response.status().as_u16();
-        let route = response.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        let route = response.extensions().get::<Route>();
         let api_version = response
             .headers()
             .get(API_VERSION)
@@ -87,15 +80,9 @@ impl<B> tower_http::trace::OnResponse<B> for OnRequestEnd {
         span.record("status", status);
         span.record("latency_ms", latency_ms);
         if let Some(route) = route {
-            span.record("route", route);
-        }
-        #[cfg(feature = "otel")]
-        if let Some(method) = response.extensions().get::<http::Method>() {
-            let name = match route {
-                Some(route) => format!("{method} {route}"),
-                None => method.to_string(),
-            };
-            crate::otel::rename(span, name);
+            span.record("route", route.template.as_str());
+            #[cfg(feature = "otel")]
+            crate::otel::rename(span, format!("{} {}", route.method, route.template.as_str()));
         }
         if response.status().is_server_error() {
             span.record("otel.status_code", "ERROR");
