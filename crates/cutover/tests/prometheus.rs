@@ -36,6 +36,7 @@ async fn metrics_count_requests_and_follow_the_phase_and_the_checks() {
         .build()
         .unwrap();
     let handle = service.handle();
+    let router = service.router();
     let served = tokio::spawn(service.serve());
 
     let client = reqwest::Client::new();
@@ -130,6 +131,14 @@ async fn metrics_count_requests_and_follow_the_phase_and_the_checks() {
 
     handle.trigger();
     served.await.unwrap().unwrap();
+    // Prometheus can scrape to the end: `/metrics` is never refused as the service stops.
+    let last = tower::ServiceExt::oneshot(
+        router,
+        axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(last.status(), 200);
 }
 
 #[tokio::test]

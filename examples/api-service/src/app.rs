@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use cutover::Problem;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -59,16 +60,5 @@ async fn slow(params: Result<Query<SlowParams>, axum::extract::rejection::QueryR
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
+    Problem::new(status).with_detail(detail).into_response()
 }
