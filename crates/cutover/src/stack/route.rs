@@ -9,7 +9,9 @@ use std::{
 };
 
 use axum::extract::MatchedPath;
-use http::{Method, Request, Response};
+#[cfg(feature = "otel")]
+use http::Method;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -18,6 +20,8 @@ use tower::{Layer, Service};
 pub(crate) struct Route {
     /// The template, `/api/users/{id}`.
     pub(crate) template: MatchedPath,
+    /// For the exported span's name (`GET /api/users/{id}`).
+    #[cfg(feature = "otel")]
     pub(crate) method: Method,
 }
 
@@ -54,6 +58,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let route = request.extensions().get::<MatchedPath>().map(|template| Route {
             template: template.clone(),
+            #[cfg(feature = "otel")]
             method: request.method().clone(),
         });
         RouteTagFuture {
