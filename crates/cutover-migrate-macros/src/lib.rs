@@ -54,5 +54,5 @@ fn expand(input: TokenStream) -> Result<TokenStream, String> {
     }
     format!("::cutover_migrate::MigrationSet::from_files(::std::vec![{pairs}])")
         .parse()
-        .map_err(|error| format!("embed_migrations!: {error:?}"))
+        .map_err(|error| format!("embed_migrations!: {error}"))
 }

@@ -98,7 +98,17 @@ pub(crate) fn emit(sink: Option<&EventSink>, event: &Event) {
             upper,
             rows,
         } => tracing::debug!(version, last, upper, rows, "batch committed"),
-        other => tracing::debug!(?other, "migration progress"),
+        Event::Started {
+            version,
+            name,
+            steps,
+            resumed_at,
+        } => tracing::debug!(version, %name, steps, resumed_at, "migration started"),
+        Event::Step { version, done, of } => tracing::debug!(version, done, of, "statement done"),
+        Event::WaitingForLock { waited_ms } => tracing::info!(waited_ms, "waiting for another runner's lock"),
+        Event::RebuildingInvalidIndex { version, index } => {
+            tracing::warn!(version, %index, "dropping a leftover INVALID index before rebuilding it");
+        }
     }
     if let Some(sink) = sink {
         sink(event);
@@ -210,6 +220,72 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
+/// One line for people, for a report from `up`: `applied 3, 4; 5 applied by another runner;
+/// 6 left for a later phase; backup /var/backups/app.dump`, or `nothing to apply`. Reports from
+/// `down` read with [`Report::reverted`].
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.applied.as_slice() {
+            [] => f.write_str("nothing to apply")?,
+            applied => write!(f, "applied {}", Versions(applied))?,
+        }
+        if !self.applied_by_others.is_empty() {
+            write!(f, "; {} applied by another runner", Versions(&self.applied_by_others))?;
+        }
+        if !self.skipped_phase.is_empty() {
+            write!(f, "; {} left for a later phase", Versions(&self.skipped_phase))?;
+        }
+        if let Some(backup) = &self.backup {
+            write!(f, "; backup {}", backup.display())?;
+        }
+        Ok(())
+    }
+}
+
+impl Report {
+    /// One line for people, for a report from `down`: `reverted 5, 4` or `nothing to revert`,
+    /// then a `note:` line per warning.
+    ///
+    /// ```
+    /// let report = cutover_migrate::Report {
+    ///     applied: vec![5, 4],
+    ///     ..Default::default()
+    /// };
+    /// assert_eq!(report.reverted().to_string(), "reverted 5, 4");
+    /// ```
+    pub fn reverted(&self) -> impl fmt::Display + '_ {
+        struct Reverted<'a>(&'a Report);
+        impl fmt::Display for Reverted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0.applied.as_slice() {
+                    [] => f.write_str("nothing to revert")?,
+                    reverted => write!(f, "reverted {}", Versions(reverted))?,
+                }
+                self.0
+                    .warnings
+                    .iter()
+                    .try_for_each(|warning| write!(f, "\nnote: {warning}"))
+            }
+        }
+        Reverted(self)
+    }
+}
+
+/// `3, 4, 5`.
+struct Versions<'a>(&'a [i64]);
+
+impl fmt::Display for Versions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, version) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{version}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs migrations against a database URL (`postgres://...` or `sqlite://...`).
 ///
 /// ```no_run
@@ -218,7 +294,7 @@ pub struct Report {
 /// # async fn run() -> Result<(), cutover_migrate::MigrateError> {
 /// let migrator = Migrator::new(MigrationSet::from_dir("migrations")?);
 /// let report = migrator.up("postgres://app@db/app", &UpOptions::default()).await?;
-/// println!("applied {:?}", report.applied);
+/// println!("{report}"); // applied 1, 2 (or: nothing to apply)
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -841,5 +917,31 @@ fn stored_down(entry: &LedgerEntry) -> Result<String, MigrateError> {
             name,
             reason: "was stored without a checksum (by an older cutover-migrate), so it cannot be verified",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    #[test]
+    fn reports_read_as_sentences() {
+        assert_eq!(Report::default().to_string(), "nothing to apply");
+        let report = Report {
+            applied: vec![3, 4],
+            applied_by_others: vec![5],
+            skipped_phase: vec![6, 7],
+            backup: Some("/backups/app.dump".into()),
+            warnings: vec!["down SQL from the ledger".to_owned()],
+        };
+        assert_eq!(
+            report.to_string(),
+            "applied 3, 4; 5 applied by another runner; 6, 7 left for a later phase; backup /backups/app.dump"
+        );
+        assert_eq!(
+            report.reverted().to_string(),
+            "reverted 3, 4\nnote: down SQL from the ledger"
+        );
+        assert_eq!(Report::default().reverted().to_string(), "nothing to revert");
     }
 }

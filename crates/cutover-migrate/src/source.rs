@@ -147,7 +147,7 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// `0004_backfill_notification_settings`.
+    /// `4 (backfill_notification_settings)`.
     pub fn label(&self) -> String {
         format!("{} ({})", self.version, self.name)
     }

@@ -5,7 +5,7 @@ use std::{any::Any, fmt, future::Future, pin::Pin, time::Duration};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::BoxError;
+use crate::{BoxError, config::Human};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 type AsyncHook = Box<dyn FnOnce() -> BoxFuture + Send>;
@@ -111,9 +111,13 @@ impl Hook {
         };
         let duration = started.elapsed();
         match &outcome {
-            HookOutcome::Completed => tracing::info!(hook = %name, ?duration, "shutdown hook completed"),
+            HookOutcome::Completed => {
+                tracing::info!(hook = %name, duration = %Human(duration), "shutdown hook completed");
+            }
             HookOutcome::Failed(error) => tracing::error!(hook = %name, %error, "shutdown hook failed"),
-            HookOutcome::TimedOut => tracing::error!(hook = %name, ?timeout, "shutdown hook timed out"),
+            HookOutcome::TimedOut => {
+                tracing::error!(hook = %name, timeout = %Human(timeout), "shutdown hook timed out");
+            }
             HookOutcome::Skipped => {}
         }
         HookReport {

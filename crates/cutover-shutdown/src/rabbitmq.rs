@@ -28,12 +28,12 @@
 //!             Disposition::Ack
 //!         })
 //!         .await;
-//!     tracing::info!(?report, "consumer drained");
+//!     println!("jobs consumer: {report}"); // 65 acked, 0 requeued, ...
 //! });
 //! # Ok(()) }
 //! ```
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use lapin::{
@@ -70,8 +70,27 @@ pub struct ConsumerReport {
     pub returned_at_stop: u64,
     /// Handlers that panicked (their delivery was requeued).
     pub panicked: u64,
-    /// The consumer stopped because of a broker or connection error, not a shutdown.
+    /// The broker or connection error the consumer was left with when it stopped: why it ended
+    /// (for [`ConsumerDrain`]), or the failure it was still retrying when the shutdown came (for
+    /// the reconnecting consumer). `None` after a clean drain.
     pub error: Option<String>,
+}
+
+/// One line for people: `65 acked, 0 requeued, 1 rejected, 3 returned at stop, 0 panicked`,
+/// followed by `; last broker error: ...` when the broker or connection failed and had not
+/// recovered when the consumer stopped.
+impl fmt::Display for ConsumerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} acked, {} requeued, {} rejected, {} returned at stop, {} panicked",
+            self.acked, self.requeued, self.rejected, self.returned_at_stop, self.panicked
+        )?;
+        match &self.error {
+            Some(error) => write!(f, "; last broker error: {error}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Runs a consumer and drains it on shutdown. See the [module docs](self).
@@ -172,7 +191,15 @@ impl ConsumerDrain {
         {
             tracing::debug!(%error, "closing the consumer connection");
         }
-        tracing::info!(?report, "consumer drained");
+        tracing::info!(
+            acked = report.acked,
+            requeued = report.requeued,
+            rejected = report.rejected,
+            returned_at_stop = report.returned_at_stop,
+            panicked = report.panicked,
+            error = report.error.as_deref(),
+            "consumer drained"
+        );
         report
     }
 }
@@ -265,7 +292,8 @@ impl Reconnecting {
                     total.returned_at_stop += report.returned_at_stop;
                     total.panicked += report.panicked;
                     if stop.is_cancelled() {
-                        return total; // drained for the shutdown
+                        total.error = report.error; // drained for the shutdown: earlier errors were recovered
+                        return total;
                     }
                     // The broker cancelled the consumer or the connection went away.
                     let error = report
@@ -304,5 +332,30 @@ async fn settle(delivery: &Delivery, disposition: Option<Disposition>, report: &
             tracing::warn!(%error, delivery_tag = delivery.delivery_tag, "could not settle a delivery");
             report.error.get_or_insert_with(|| error.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConsumerReport;
+
+    #[test]
+    fn report_reads_as_a_sentence() {
+        let mut report = ConsumerReport {
+            acked: 65,
+            rejected: 1,
+            returned_at_stop: 3,
+            ..ConsumerReport::default()
+        };
+        assert_eq!(
+            report.to_string(),
+            "65 acked, 0 requeued, 1 rejected, 3 returned at stop, 0 panicked"
+        );
+        report.error = Some("connection reset".to_owned());
+        assert!(
+            report
+                .to_string()
+                .ends_with("0 panicked; last broker error: connection reset")
+        );
     }
 }

@@ -368,7 +368,7 @@ impl Shutdown {
             run.workers_abandoned = self.workers.running();
             tracing::warn!(
                 requests = run.requests_cut,
-                workers = ?run.workers_abandoned,
+                workers = %run.workers_abandoned.join(", "),
                 "shutdown timeout reached: cutting what is still running"
             );
             self.drain.cut();

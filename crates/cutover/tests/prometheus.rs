@@ -134,7 +134,7 @@ async fn metrics_count_requests_and_follow_the_phase_and_the_checks() {
     // Prometheus can scrape to the end: `/metrics` is never refused as the service stops.
     let last = tower::ServiceExt::oneshot(
         router,
-        axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap(),
+        http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap(),
     )
     .await
     .unwrap();

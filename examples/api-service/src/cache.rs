@@ -55,7 +55,7 @@ impl UserCache {
     pub async fn forget(&self, id: i64) {
         let mut redis = self.redis.clone();
         if let Err(error) = redis.del::<_, ()>(key(id)).await {
-            tracing::warn!(%error, "user cache delete failed; the cached copy expires within {TTL:?}");
+            tracing::warn!(%error, expires_in_s = TTL.as_secs(), "user cache delete failed; the cached copy expires on its own");
         }
     }
 

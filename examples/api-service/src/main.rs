@@ -14,11 +14,7 @@ async fn main() -> ExitCode {
         Some(Command::Migrate { phases }) => {
             return match api_service::migrate(&config, phases).await {
                 Ok(report) => {
-                    println!(
-                        "applied: {}; already applied by others: {}",
-                        api_service::migrations::versions(&report.applied),
-                        api_service::migrations::versions(&report.applied_by_others)
-                    );
+                    println!("{report}");
                     ExitCode::SUCCESS
                 }
                 Err(error) => {

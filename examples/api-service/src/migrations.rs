@@ -45,19 +45,7 @@ impl Startup {
     /// One attempt.
     pub async fn apply(self) -> Result<(), MigrateError> {
         let report = self.migrator.up(&self.url, &self.options).await?;
-        tracing::info!(
-            applied = %versions(&report.applied),
-            by_others = %versions(&report.applied_by_others),
-            "migrations up to date"
-        );
+        tracing::info!(%report, "migrations up to date");
         Ok(())
     }
-}
-
-/// `1, 2, 3`, or `none`.
-pub fn versions(versions: &[i64]) -> String {
-    if versions.is_empty() {
-        return "none".to_owned();
-    }
-    versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }

@@ -88,13 +88,7 @@ async fn migrate(config: &Config, action: Migrate) -> anyhow::Result<()> {
                 .up(&db, &options)
                 .await
                 .context("the analytics migration stopped")?;
-            match report.applied.as_slice() {
-                [] => println!("nothing to apply"),
-                applied => println!("applied {applied:?}"),
-            }
-            if !report.skipped_phase.is_empty() {
-                println!("left for a later phase: {:?}", report.skipped_phase);
-            }
+            println!("{report}");
         }
         Migrate::Status => {
             for entry in migrator.status(&db).await? {
@@ -106,7 +100,7 @@ async fn migrate(config: &Config, action: Migrate) -> anyhow::Result<()> {
         }
         Migrate::Down { target } => {
             let report = migrator.down(&db, target).await?;
-            println!("reverted {:?}", report.applied);
+            println!("{}", report.reverted());
         }
     }
     Ok(())

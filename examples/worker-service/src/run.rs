@@ -99,12 +99,12 @@ async fn migrate_on_startup(db: Database, migrated: watch::Sender<bool>) -> Resu
     loop {
         match migrator.up(&db, &options).await {
             Ok(report) => {
-                tracing::info!(applied = ?report.applied, "analytics schema up to date");
+                tracing::info!(%report, "analytics schema up to date");
                 migrated.send_replace(true);
                 return Ok(());
             }
             Err(error @ MigrateError::Mongo { .. }) => {
-                tracing::warn!(%error, retry_in = ?delay, "cannot migrate yet; retrying");
+                tracing::warn!(%error, retry_in = %humantime::format_duration(delay), "cannot migrate yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -147,7 +147,7 @@ impl Consumer {
                 }
             })
             .await;
-        tracing::info!(?report, "consumer stopped");
+        tracing::info!(%report, "consumer stopped");
     }
 }
 

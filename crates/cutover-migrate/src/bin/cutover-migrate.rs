@@ -380,38 +380,11 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                 return Ok(());
             }
             let report = backend.up(&options).await?;
-            print(cli.json, &report, || {
-                let mut out = match report.applied.as_slice() {
-                    [] => "nothing to apply".to_owned(),
-                    applied => format!("applied {}", join(applied)),
-                };
-                if !report.applied_by_others.is_empty() {
-                    out.push_str(&format!(
-                        "; {} applied by another runner",
-                        join(&report.applied_by_others)
-                    ));
-                }
-                if !report.skipped_phase.is_empty() {
-                    out.push_str(&format!("; {} left for a later phase", join(&report.skipped_phase)));
-                }
-                if let Some(backup) = &report.backup {
-                    out.push_str(&format!("; backup {}", backup.display()));
-                }
-                out
-            });
+            print(cli.json, &report, || report.to_string());
         }
         Command::Down { target } => {
             let report = Backend::open(&cli).await?.down(target).await?;
-            print(cli.json, &report, || {
-                let mut out = match report.applied.as_slice() {
-                    [] => "nothing to revert".to_owned(),
-                    reverted => format!("reverted {}", join(reverted)),
-                };
-                for warning in &report.warnings {
-                    out.push_str(&format!("\nnote: {warning}"));
-                }
-                out
-            });
+            print(cli.json, &report, || report.reverted().to_string());
         }
         Command::Lint { rules, pg_version } => {
             if rules {

@@ -26,7 +26,7 @@
 //!         .then(Index::new("user_behavior", "session_id_1", doc! { "session_id": 1 })),
 //! )?;
 //! let report = MongoMigrator::new(set).up(&db, &UpOptions::default()).await?;
-//! println!("applied {:?}", report.applied);
+//! println!("{report}"); // applied 1, 2 (or: nothing to apply)
 //! # Ok(()) }
 //! ```
 
