@@ -18,7 +18,8 @@ pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// The chat platform token (required; never logged or shown).
+    /// The chat platform token (required; never logged or shown): commands must be signed with
+    /// it, and replies are.
     #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
     pub bot_token: Option<String>,
 

@@ -7,6 +7,8 @@
 //! whatever the API's newest version is, and keeps working while the API moves on.
 //!
 //! - [`commands`]: what the bot understands, and how it talks to the API.
+//! - [`platform`]: how the bot and the chat platform's gateway authenticate each other's
+//!   messages with the platform token (`BOT_TOKEN`): every command and reply is signed.
 //! - [`run`]: probes on HTTP (RabbitMQ critical, the API a non-critical upstream), and a
 //!   consumer that drains on SIGTERM.
 //!
@@ -15,6 +17,7 @@
 
 pub mod commands;
 mod config;
+pub mod platform;
 pub mod run;
 
 pub use config::{Command, Config};

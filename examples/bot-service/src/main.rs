@@ -25,7 +25,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(config = ?config, "starting");
+    tracing::info!(
+        api = config.api_url.as_deref().unwrap_or_default(),
+        commands = %config.commands_queue,
+        replies = %config.replies_queue,
+        api_version = bot_service::commands::API_VERSION,
+        "starting"
+    );
     match bot_service::run::serve(config).await {
         Ok(report) => report.exit(),
         Err(error) => {

@@ -29,11 +29,12 @@ use tokio::sync::watch;
 use crate::{
     Config,
     commands::{self, Command, Incoming, Reply},
+    platform::{SIGNATURE_HEADER, Signer},
 };
 
 /// Check the configuration, register the checks, consume until SIGTERM; returns the report.
 pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
-    let (_token, api) = config.required()?;
+    let (token, api) = config.required()?;
     lapin::uri::AMQPUri::from_str(&config.amqp_url)
         .map_err(|error| anyhow::anyhow!("AMQP_URL is not usable ({}): {error}", redact(&config.amqp_url)))?;
     let client = reqwest::Client::builder()
@@ -69,6 +70,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
         .bind(SocketAddr::new(config.host, config.port))
         .build()?;
     let bot = Bot {
+        signer: Signer::new(&token),
         connection,
         client,
         api,
@@ -80,6 +82,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
 }
 
 struct Bot {
+    signer: Signer,
     connection: watch::Receiver<Option<Arc<Connection>>>,
     client: reqwest::Client,
     api: url::Url,
@@ -91,6 +94,7 @@ impl Bot {
     /// Answer commands until the shutdown, subscribing again whenever the broker goes away.
     async fn run(self, stop: ShutdownToken) {
         let Self {
+            signer,
             connection,
             client,
             api,
@@ -101,22 +105,22 @@ impl Bot {
             .concurrency(4)
             .run(stop, |connection| {
                 let (client, api, commands, replies) = (client.clone(), api.clone(), commands.clone(), replies.clone());
+                let signer = signer.clone();
                 async move {
                     let (channel, consumer, publisher) = subscribe(&connection, &commands, &replies).await?;
                     tracing::info!(queue = %commands, "answering commands");
                     Ok((channel, consumer, move |delivery| {
-                        handle(
-                            client.clone(),
-                            api.clone(),
-                            publisher.clone(),
-                            replies.clone(),
-                            delivery,
-                        )
+                        let channel = Outgoing {
+                            publisher: publisher.clone(),
+                            replies: replies.clone(),
+                            signer: signer.clone(),
+                        };
+                        handle(client.clone(), api.clone(), channel, delivery)
                     }))
                 }
             })
             .await;
-        tracing::info!(?report, "consumer stopped");
+        tracing::info!(%report, "consumer stopped");
     }
 }
 
@@ -151,37 +155,49 @@ async fn subscribe(
     Ok((channel, consumer, publisher))
 }
 
-async fn handle(
-    client: reqwest::Client,
-    api: url::Url,
+/// Where replies go, and the key they are signed with.
+struct Outgoing {
     publisher: Channel,
     replies: String,
-    delivery: Arc<Delivery>,
-) -> Disposition {
-    // One span per command, continuing the sender's trace if it sent one; the API calls and
-    // the reply carry it on.
-    let span = tracing::info_span!("command");
-    if let Some(headers) = delivery.properties.headers() {
-        let pairs: Vec<(&str, String)> = headers
-            .inner()
-            .iter()
-            .filter_map(|(name, value)| match value {
-                AMQPValue::LongString(text) => Some((name.as_str(), text.to_string())),
-                _ => None,
-            })
-            .collect();
-        cutover::telemetry::continue_trace(&span, pairs.iter().map(|(name, value)| (*name, value.as_str())));
-    }
-    tracing::Instrument::instrument(answer(client, api, publisher, replies, delivery), span).await
+    signer: Signer,
 }
 
-async fn answer(
-    client: reqwest::Client,
-    api: url::Url,
-    publisher: Channel,
-    replies: String,
-    delivery: Arc<Delivery>,
-) -> Disposition {
+async fn handle(client: reqwest::Client, api: url::Url, outgoing: Outgoing, delivery: Arc<Delivery>) -> Disposition {
+    // The message's text headers: the signature, and the sender's trace context if it sent one.
+    let headers: Vec<(String, String)> = delivery
+        .properties
+        .headers()
+        .iter()
+        .flat_map(|headers| headers.inner().iter())
+        .filter_map(|(name, value)| match value {
+            AMQPValue::LongString(text) => Some((name.as_str().to_ascii_lowercase(), text.to_string())),
+            _ => None,
+        })
+        .collect();
+    // One span per command, continuing the sender's trace; the API calls and the reply carry it on.
+    let span = tracing::info_span!("command");
+    cutover::telemetry::continue_trace(
+        &span,
+        headers.iter().map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    let signature = headers
+        .iter()
+        .find(|(name, _)| name == SIGNATURE_HEADER)
+        .map(|(_, value)| value.as_str());
+    if let Err(why) = outgoing.signer.verify(&delivery.data, signature) {
+        // Never acted on, never requeued: a forged command stays forged.
+        span.in_scope(|| tracing::warn!(reason = %why, bytes = delivery.data.len(), "command rejected: not from the chat platform"));
+        return Disposition::Reject;
+    }
+    tracing::Instrument::instrument(answer(client, api, outgoing, delivery), span).await
+}
+
+async fn answer(client: reqwest::Client, api: url::Url, outgoing: Outgoing, delivery: Arc<Delivery>) -> Disposition {
+    let Outgoing {
+        publisher,
+        replies,
+        signer,
+    } = outgoing;
     let incoming: Incoming = match serde_json::from_slice(&delivery.data) {
         Ok(incoming) => incoming,
         Err(error) => {
@@ -211,7 +227,7 @@ async fn answer(
                 BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
-                    .with_headers(trace_headers()),
+                    .with_headers(reply_headers(&signer, &body)),
             )
             .await?
             .await
@@ -227,9 +243,10 @@ async fn answer(
     }
 }
 
-/// The current trace's W3C context as AMQP message headers; empty when traces are not exported.
-fn trace_headers() -> FieldTable {
+/// A reply's signature, and the current trace's W3C context when traces are exported.
+fn reply_headers(signer: &Signer, body: &[u8]) -> FieldTable {
     let mut headers = FieldTable::default();
+    headers.insert(SIGNATURE_HEADER.into(), AMQPValue::LongString(signer.sign(body).into()));
     for (name, value) in cutover::telemetry::trace_context() {
         headers.insert(name.into(), AMQPValue::LongString(value.into()));
     }

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use bot_service::platform::{SIGNATURE_HEADER, Signer};
 use cutover_tests::{free_port, service_url, unique};
 use futures_util::StreamExt;
 use lapin::{
@@ -138,6 +139,67 @@ async fn chat_platform(bot: &Bot) -> (Connection, lapin::Channel, lapin::Consume
     (connection, channel, replies)
 }
 
+/// Publish `body` on the bot's commands queue as the chat platform's gateway does: signed with
+/// the token (unless `signature` says otherwise), with `headers` besides.
+async fn send_command(channel: &lapin::Channel, bot: &Bot, body: &str, signature: Signature, mut headers: FieldTable) {
+    let value = match signature {
+        Signature::Valid => Some(Signer::new(TOKEN).sign(body.as_bytes())),
+        Signature::Forged => Some(Signer::new("not-the-token").sign(body.as_bytes())),
+        Signature::For(other) => Some(Signer::new(TOKEN).sign(other)),
+        Signature::None => None,
+    };
+    if let Some(value) = value {
+        headers.insert(SIGNATURE_HEADER.into(), AMQPValue::LongString(value.into()));
+    }
+    channel
+        .basic_publish(
+            "".into(),
+            bot.commands.as_str().into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default().with_headers(headers),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[derive(Clone, Copy)]
+enum Signature {
+    /// Signed with the token.
+    Valid,
+    /// Signed with another token.
+    Forged,
+    /// Signed with the token, for another body.
+    For(&'static [u8]),
+    /// Not signed.
+    None,
+}
+
+/// The next reply, acked, with its signature checked against the token.
+async fn next_reply(replies: &mut lapin::Consumer) -> lapin::message::Delivery {
+    let delivery = tokio::time::timeout(Duration::from_secs(20), replies.next())
+        .await
+        .expect("a reply within 20 s")
+        .unwrap()
+        .unwrap();
+    delivery.ack(BasicAckOptions::default()).await.unwrap();
+    let signature = match delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(SIGNATURE_HEADER))
+    {
+        Some(AMQPValue::LongString(value)) => Some(value.to_string()),
+        _ => None,
+    };
+    Signer::new(TOKEN)
+        .verify(&delivery.data, signature.as_deref())
+        .unwrap_or_else(|why| panic!("the reply is not signed with the token: {why}"));
+    delivery
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
     let (api, user) = api_with_a_user().await;
@@ -151,27 +213,11 @@ async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
         (3, "/dance".to_owned()),
     ] {
         let body = format!(r#"{{"chat_id":{chat},"text":"{text}"}}"#);
-        channel
-            .basic_publish(
-                "".into(),
-                bot.commands.as_str().into(),
-                BasicPublishOptions::default(),
-                body.as_bytes(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        send_command(&channel, &bot, &body, Signature::Valid, FieldTable::default()).await;
     }
     let mut answers = std::collections::BTreeMap::new();
     while answers.len() < 3 {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), replies.next())
-            .await
-            .expect("a reply within 20 s")
-            .unwrap()
-            .unwrap();
-        delivery.ack(BasicAckOptions::default()).await.unwrap();
+        let delivery = next_reply(&mut replies).await;
         let reply: bot_service::commands::Reply = serde_json::from_slice(&delivery.data).unwrap();
         answers.insert(reply.chat_id, reply.text);
     }
@@ -198,6 +244,62 @@ async fn a_command_is_answered_through_the_api_pinned_to_version_1_2() {
         std::fs::read_to_string(&bot.log).unwrap() + &std::fs::read_to_string(bot.log.with_extension("err")).unwrap();
     assert!(logs.contains("starting"), "{logs}");
     assert!(!logs.contains(TOKEN) && !health.contains(TOKEN), "the token leaked");
+}
+
+/// Only the chat platform can make the bot act: a command without a signature, or signed with
+/// another token, or whose body was changed after signing, is rejected (not answered, not
+/// requeued), while a signed one sent after them is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_not_signed_with_the_token_are_rejected() {
+    let mut bot = start_bot("http://127.0.0.1:1");
+    wait_ready(bot.port, "the bot").await;
+    let (_connection, channel, mut replies) = chat_platform(&bot).await;
+
+    for (body, signature) in [
+        (r#"{"chat_id":1,"text":"/help"}"#, Signature::None),
+        (r#"{"chat_id":2,"text":"/help"}"#, Signature::Forged),
+        // A body changed after it was signed.
+        (
+            r#"{"chat_id":3,"text":"/user 1"}"#,
+            Signature::For(br#"{"chat_id":3,"text":"/help"}"#),
+        ),
+        (r#"{"chat_id":4,"text":"/help"}"#, Signature::Valid),
+    ] {
+        send_command(&channel, &bot, body, signature, FieldTable::default()).await;
+    }
+
+    let answered = next_reply(&mut replies).await;
+    let reply: bot_service::commands::Reply = serde_json::from_slice(&answered.data).unwrap();
+    assert_eq!(reply.chat_id, 4, "only the signed command is answered: {reply:?}");
+    // Nothing else comes: the three others were rejected, not delayed.
+    let extra = tokio::time::timeout(Duration::from_secs(2), replies.next()).await;
+    assert!(extra.is_err(), "an unsigned command was answered: {extra:?}");
+    // And not requeued: the commands queue is empty.
+    let queue = channel
+        .queue_declare(
+            bot.commands.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queue.message_count(), 0, "a rejected command went back to the queue");
+
+    Command::new("kill")
+        .args(["-TERM", &bot.child.id().to_string()])
+        .status()
+        .unwrap();
+    bot.child.wait().unwrap();
+    let logs =
+        std::fs::read_to_string(&bot.log).unwrap() + &std::fs::read_to_string(bot.log.with_extension("err")).unwrap();
+    let rejections = logs.matches("command rejected: not from the chat platform").count();
+    assert_eq!(rejections, 3, "{logs}");
+    assert!(logs.contains("the message is not signed"), "{logs}");
+    assert!(logs.contains("the signature does not match"), "{logs}");
+    assert!(!logs.contains(TOKEN), "the token leaked: {logs}");
 }
 
 #[test]
@@ -247,24 +349,8 @@ async fn a_command_trace_runs_through_the_bot_into_the_api() {
     let mut headers = FieldTable::default();
     headers.insert("traceparent".into(), AMQPValue::LongString(traceparent.into()));
     let body = format!(r#"{{"chat_id":7,"text":"/user {user}"}}"#);
-    channel
-        .basic_publish(
-            "".into(),
-            bot.commands.as_str().into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            BasicProperties::default().with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let reply = tokio::time::timeout(Duration::from_secs(20), replies.next())
-        .await
-        .expect("a reply within 20 s")
-        .unwrap()
-        .unwrap();
-    reply.ack(BasicAckOptions::default()).await.unwrap();
+    send_command(&channel, &bot, &body, Signature::Valid, headers).await;
+    let reply = next_reply(&mut replies).await;
     let carried = match reply
         .properties
         .headers()
