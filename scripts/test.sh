@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: start (or find) the backing services, then
-# check formatting, lints, deployment files and docs, and run every test (the zero-downtime
-# harness included) against the real services.
+# check formatting, lints, deployment files and docs, run every test (the zero-downtime
+# harness included) against the real services, and check that the library crates publish and
+# build with the declared minimum Rust version.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -p cutover-health    extra arguments go to `cargo test`
@@ -26,4 +27,6 @@ step "cargo test (all features, real services)"
 cargo test --workspace --all-features --locked "$@"
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
+step "release: cargo publish --dry-run of the library crates, and the minimum Rust version"
+scripts/release-check.sh
 step "all checks passed"

@@ -268,8 +268,35 @@ fn dockerfiles_run_unprivileged_check_themselves_and_stop_on_sigterm() {
         for from in file.lines().filter(|l| l.starts_with("FROM ")) {
             let image = from.split_whitespace().nth(1).unwrap();
             assert!(image_is_pinned(image), "{service}: {from}");
+            // The build stage's compiler is at least the declared minimum Rust version, or
+            // `docker build` fails on a dependency that needs it.
+            if let Some(tag) = image.strip_prefix("rust:") {
+                let compiler = version_prefix(tag);
+                assert!(
+                    compiler >= minimum_rust_version(),
+                    "{service}: {image} is older than the workspace's rust-version"
+                );
+            }
         }
     }
+}
+
+/// `1.95` from `1.95-bookworm` or `1.95.0-slim`, as (major, minor).
+fn version_prefix(text: &str) -> (u32, u32) {
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// The root `Cargo.toml`'s `rust-version`.
+fn minimum_rust_version() -> (u32, u32) {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml")).unwrap();
+    let line = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = \""))
+        .expect("the workspace declares rust-version");
+    version_prefix(line)
 }
 
 #[tokio::test]

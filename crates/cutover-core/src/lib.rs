@@ -292,3 +292,8 @@ mod tests {
         assert!(!Phase::Ready.is_shutting_down());
     }
 }
+
+/// This crate's README, compiled as doctests so its example cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

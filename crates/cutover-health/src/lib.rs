@@ -113,3 +113,8 @@ pub use registry::{
     HealthRegistryBuilder, Mode, Probe, Registration,
 };
 pub use snapshot::{CheckState, FailureKind, Snapshot, Status};
+
+/// This crate's README, compiled as doctests so its example cannot rot.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -77,8 +77,11 @@ pub mod statements;
 /// Cargo tracks the embedded files; to pick up a *new* file, have the crate's `build.rs` print
 /// `cargo:rerun-if-changed=migrations`.
 ///
-/// ```ignore
-/// let set = cutover_migrate::embed_migrations!("migrations/postgres")?;
+/// ```
+/// // `examples/migrations/0001_create_notes.up.sql` and `.down.sql`, in this crate.
+/// let set = cutover_migrate::embed_migrations!("examples/migrations")?;
+/// assert_eq!(set.migrations().len(), 1);
+/// # Ok::<(), cutover_migrate::MigrateError>(())
 /// ```
 pub use cutover_migrate_macros::embed_migrations;
 
@@ -155,3 +158,14 @@ fn redact_query(query: &str) -> String {
         .join("&");
     format!("{first}{pairs}")
 }
+
+/// This crate's README, compiled as doctests so its example cannot rot.
+#[cfg(all(doctest, feature = "postgres"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// The README of `cutover-migrate-macros` (a proc-macro crate cannot run its own examples),
+/// compiled as doctests here.
+#[cfg(doctest)]
+#[doc = include_str!("../../cutover-migrate-macros/README.md")]
+pub struct MacrosReadmeDoctests;

@@ -64,3 +64,8 @@ pub use token::MissingDrainLayer;
 pub use token::ShutdownToken;
 pub use trigger::{ShutdownHandle, Trigger};
 pub use workers::Workers;
+
+/// This crate's README, compiled as doctests so its example cannot rot.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -76,3 +76,8 @@ pub use set::{
     VersionSetError,
 };
 pub use version::{ApiVersion, ParseVersionError};
+
+/// This crate's README, compiled as doctests so its example cannot rot.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

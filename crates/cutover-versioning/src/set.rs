@@ -149,6 +149,14 @@ pub enum VersionSetError {
     /// No source left to read versions from.
     #[error("at least one version source (header, path, query, media type) must be enabled")]
     NoSources,
+    /// A deprecation or sunset date that does not parse.
+    #[error("the {what} {value:?} is not a date (2025-01-01) or an RFC 3339 timestamp (2025-01-01T00:00:00Z)")]
+    InvalidDate {
+        /// Which date.
+        what: &'static str,
+        /// The text given.
+        value: String,
+    },
     /// A header or parameter name that cannot be used.
     #[error("invalid {what}: {value:?}")]
     InvalidName {
@@ -159,14 +167,44 @@ pub enum VersionSetError {
     },
 }
 
+/// A moment given to the builder: a time, or a date or timestamp still to be read.
+#[derive(Debug, Clone)]
+enum When {
+    At(SystemTime),
+    Text(String),
+}
+
+impl When {
+    fn resolve(&self, what: &'static str) -> Result<SystemTime, VersionSetError> {
+        match self {
+            Self::At(time) => Ok(*time),
+            Self::Text(text) => parse_moment(text).ok_or_else(|| VersionSetError::InvalidDate {
+                what,
+                value: text.clone(),
+            }),
+        }
+    }
+}
+
+/// `2025-01-01` (midnight UTC) or an RFC 3339 timestamp (`2025-01-01T09:00:00Z`).
+fn parse_moment(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    if let Ok(timestamp) = text.parse::<jiff::Timestamp>() {
+        return Some(SystemTime::from(timestamp));
+    }
+    let date = text.parse::<jiff::civil::Date>().ok()?;
+    let timestamp = date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    Some(SystemTime::from(timestamp))
+}
+
 /// Builds a [`VersionSet`]. Created by [`VersionSet::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct VersionSetBuilder {
     supported: Vec<String>,
     default: Option<String>,
-    deprecated: Vec<(String, SystemTime)>,
-    sunset: Vec<(String, SystemTime)>,
+    deprecated: Vec<(String, When)>,
+    sunset: Vec<(String, When)>,
     successor: Vec<(String, String)>,
     resolution: Resolution,
     conflict: Conflict,
@@ -300,14 +338,38 @@ impl VersionSetBuilder {
     /// Mark `version` deprecated since `since`. Responses in it then carry `Deprecation`
     /// (RFC 9745) and the brief's `Warning: 299 - "API version 1.0 is deprecated"`.
     pub fn deprecated(mut self, version: impl Into<String>, since: SystemTime) -> Self {
-        self.deprecated.push((version.into(), since));
+        self.deprecated.push((version.into(), When::At(since)));
+        self
+    }
+
+    /// [`deprecated`](Self::deprecated) with a date you can read: `"2025-01-01"` (midnight
+    /// UTC) or an RFC 3339 timestamp (`"2025-01-01T09:00:00Z"`). A date that does not parse is
+    /// an error of [`build`](Self::build).
+    ///
+    /// ```
+    /// use cutover_versioning::VersionSet;
+    ///
+    /// let set = VersionSet::builder().supported(["1.0", "1.1"]).deprecated_on("1.0", "2025-01-01").build().unwrap();
+    /// assert!(set.is_deprecated(&"1.0".parse().unwrap()));
+    /// let typo = VersionSet::builder().supported(["1.0"]).deprecated_on("1.0", "2025-13-01").build();
+    /// assert_eq!(typo.unwrap_err().to_string(), "the deprecation date \"2025-13-01\" is not a date (2025-01-01) or an RFC 3339 timestamp (2025-01-01T00:00:00Z)");
+    /// ```
+    pub fn deprecated_on(mut self, version: impl Into<String>, date: impl Into<String>) -> Self {
+        self.deprecated.push((version.into(), When::Text(date.into())));
         self
     }
 
     /// Announce when `version` stops being served (`Sunset`, RFC 8594). After that moment
     /// requests for it are rejected as retired.
     pub fn sunset(mut self, version: impl Into<String>, at: SystemTime) -> Self {
-        self.sunset.push((version.into(), at));
+        self.sunset.push((version.into(), When::At(at)));
+        self
+    }
+
+    /// [`sunset`](Self::sunset) with a readable date or RFC 3339 timestamp, as
+    /// [`deprecated_on`](Self::deprecated_on).
+    pub fn sunset_on(mut self, version: impl Into<String>, date: impl Into<String>) -> Self {
+        self.sunset.push((version.into(), When::Text(date.into())));
         self
     }
 
@@ -418,11 +480,11 @@ impl VersionSetBuilder {
         };
         for (text, since) in &self.deprecated {
             let index = find("deprecated", text, &versions)?;
-            versions[index].deprecated = Some(*since);
+            versions[index].deprecated = Some(since.resolve("deprecation date")?);
         }
         for (text, at) in &self.sunset {
             let index = find("sunset", text, &versions)?;
-            versions[index].sunset = Some(*at);
+            versions[index].sunset = Some(at.resolve("sunset date")?);
         }
         for (text, url) in &self.successor {
             let index = find("successor", text, &versions)?;

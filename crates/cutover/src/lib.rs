@@ -126,3 +126,8 @@ pub use cutover_versioning as versioning;
 #[cfg(all(doctest, feature = "serve", feature = "versioning", feature = "telemetry"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// This crate's README, compiled as doctests so its example cannot rot.
+#[cfg(all(doctest, feature = "serve"))]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;

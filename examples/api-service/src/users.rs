@@ -25,8 +25,6 @@
 //! [`MAX_DEPTH`] levels, stored and served as raw JSON (never parsed on a read in the newest
 //! version), and a page stops early once its users hold [`PAGE_BYTES`] of preferences.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::{
     Router,
     extract::{FromRef, Path, Query, State, rejection::PathRejection},
@@ -51,9 +49,6 @@ use crate::{
     cache::UserCache,
     events::{Events, UserEvent},
 };
-
-/// 1.0 has been deprecated since 2025-01-01.
-const V1_0_DEPRECATED: u64 = 1_735_689_600;
 
 /// Largest request body on `/api/users` routes: a user is small.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -83,7 +78,7 @@ pub fn versions() -> VersionSet {
     VersionSet::builder()
         .supported(["1.0", "1.1", "1.2", "1.3"])
         .default_version("1.3")
-        .deprecated("1.0", UNIX_EPOCH + Duration::from_secs(V1_0_DEPRECATED))
+        .deprecated_on("1.0", "2025-01-01")
         .build()
         .expect("the version set is valid")
 }

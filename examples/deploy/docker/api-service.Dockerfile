@@ -2,7 +2,7 @@
 # api-service: build from the repository root with
 #   docker build -f examples/deploy/docker/api-service.Dockerfile -t api-service:1.3.0 .
 
-FROM rust:1.94-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

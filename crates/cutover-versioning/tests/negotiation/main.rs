@@ -3,7 +3,7 @@
 //! body; and a property test that no input panics or slips past as an unsupported version.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::{
     Router,
@@ -18,15 +18,14 @@ use proptest::{prelude::*, test_runner::FileFailurePersistence};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
 
-const DEPRECATED_ON: u64 = 1_735_689_600; // 2025-01-01
-const SUNSET_ON: u64 = 4_102_444_800; // 2100-01-01
+const DEPRECATED_ON: u64 = 1_735_689_600; // 2025-01-01T00:00:00Z, as the `Deprecation` header gives it
 
 fn versions() -> cutover_versioning::VersionSetBuilder {
     VersionSet::builder()
         .supported(["1.0", "1.1", "1.2", "1.3"])
         .default_version("1.3")
-        .deprecated("1.0", UNIX_EPOCH + Duration::from_secs(DEPRECATED_ON))
-        .sunset("1.0", UNIX_EPOCH + Duration::from_secs(SUNSET_ON))
+        .deprecated_on("1.0", "2025-01-01")
+        .sunset_on("1.0", "2100-01-01T00:00:00Z")
         .successor_link("1.0", "https://api.example.com/docs/migrate-to-1.3")
 }
 
