@@ -70,15 +70,14 @@ pub struct ConsumerReport {
     pub returned_at_stop: u64,
     /// Handlers that panicked (their delivery was requeued).
     pub panicked: u64,
-    /// The broker or connection error the consumer was left with when it stopped: why it ended
-    /// (for [`ConsumerDrain`]), or the failure it was still retrying when the shutdown came (for
-    /// the reconnecting consumer). `None` after a clean drain.
+    /// The last broker or connection error: why a [`ConsumerDrain`] ended, or, for the
+    /// reconnecting consumer, the last failure it recovered from (or was still retrying when the
+    /// shutdown came). `None` when the broker never failed.
     pub error: Option<String>,
 }
 
 /// One line for people: `65 acked, 0 requeued, 1 rejected, 3 returned at stop, 0 panicked`,
-/// followed by `; last broker error: ...` when the broker or connection failed and had not
-/// recovered when the consumer stopped.
+/// followed by `; last broker error: ...` when the broker or the connection failed.
 impl fmt::Display for ConsumerReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -292,8 +291,7 @@ impl Reconnecting {
                     total.returned_at_stop += report.returned_at_stop;
                     total.panicked += report.panicked;
                     if stop.is_cancelled() {
-                        total.error = report.error; // drained for the shutdown: earlier errors were recovered
-                        return total;
+                        return total; // drained for the shutdown
                     }
                     // The broker cancelled the consumer or the connection went away.
                     let error = report
