@@ -18,8 +18,18 @@ use sqlx::{AssertSqlSafe, PgPool};
 
 const MESSAGES: i64 = 400;
 
+/// The consumer process; killed if a test fails before it exits on its own.
 struct Consumer {
-    child: Child,
+    child: Option<Child>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Consumer {
@@ -35,26 +45,30 @@ impl Consumer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        Self { child }
+        Self { child: Some(child) }
     }
 
     fn sigterm(&self) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.child.as_ref().expect("running").id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
     }
 
     /// Wait for the process to exit; returns its status code and the consumer report.
-    fn finish(self, within: Duration) -> (Option<i32>, serde_json::Value) {
+    fn finish(mut self, within: Duration) -> (Option<i32>, serde_json::Value) {
         let started = Instant::now();
-        let mut child = self.child;
+        let mut child = self.child.take().expect("running");
         loop {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            assert!(started.elapsed() < within, "consumer did not exit within {within:?}");
+            if started.elapsed() >= within {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("consumer did not exit within {within:?}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         let output = child.wait_with_output().unwrap();

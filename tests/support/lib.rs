@@ -21,6 +21,33 @@ use tokio::{
 };
 use url::Url;
 
+/// A child process killed (SIGKILL) and reaped when dropped, so no process outlives its test,
+/// even one that failed half-way. Derefs to the [`Child`].
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Already exited: both calls fail harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A finished process's stdout followed by its stderr, for assertions and failure messages.
 pub fn output_text(output: &Output) -> String {
     format!(

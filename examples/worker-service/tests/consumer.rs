@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use cutover_migrate::mongo;
-use cutover_tests::{service_url, unique};
+use cutover_tests::{KillOnDrop, service_url, unique};
 use lapin::{
     BasicProperties, Connection, ConnectionProperties, ExchangeKind,
     options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
@@ -22,7 +22,7 @@ use mongodb::{
 };
 
 struct Worker {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
     exchange: String,
     db: Database,
@@ -60,7 +60,7 @@ impl Worker {
             .spawn()
             .unwrap();
         Self {
-            child,
+            child: KillOnDrop(child),
             port,
             exchange: name,
             db,

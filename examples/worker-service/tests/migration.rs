@@ -16,7 +16,7 @@ use std::{
 };
 
 use cutover_migrate::mongo;
-use cutover_tests::{assert_success, output_text, service_url, unique};
+use cutover_tests::{KillOnDrop, assert_success, output_text, service_url, unique};
 use futures_util::TryStreamExt;
 use mongodb::{
     Database,
@@ -94,12 +94,14 @@ async fn the_copy_killed_half_way_resumes_and_writes_exactly_one_document_per_ev
     let batch = (total / 40).clamp(50, 1_000).to_string();
 
     // A real process, killed with SIGKILL once about half the events are copied.
-    let mut child = fixture
-        .migrate(&["up", "--batch-size", &batch, "--pause", "0s", "--lease", "3s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        fixture
+            .migrate(&["up", "--batch-size", &batch, "--pause", "0s", "--lease", "3s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     loop {
         let marked = fixture.count("events", doc! { MARKER: true }).await;
