@@ -254,7 +254,10 @@ pub(crate) struct Human(pub(crate) Duration);
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let millis = self.0.as_millis();
-        if millis.is_multiple_of(1000) {
+        if millis == 0 && !self.0.is_zero() {
+            // Quick hooks: `350µs`, not `0s`.
+            write!(f, "{}µs", self.0.as_micros())
+        } else if millis.is_multiple_of(1000) {
             write!(f, "{}s", millis / 1000)
         } else if millis >= 1000 {
             write!(f, "{:.1}s", self.0.as_secs_f64())
@@ -330,5 +333,7 @@ mod tests {
         assert_eq!(Human(Duration::from_millis(250)).to_string(), "250ms");
         assert_eq!(Human(Duration::from_secs(3)).to_string(), "3s");
         assert_eq!(Human(Duration::from_millis(1500)).to_string(), "1.5s");
+        assert_eq!(Human(Duration::from_micros(350)).to_string(), "350µs");
+        assert_eq!(Human(Duration::ZERO).to_string(), "0s");
     }
 }
