@@ -129,14 +129,7 @@ pub(crate) fn admin(health: &HealthRegistry, metrics: Option<Router>, service_ve
     }
     let routes = routes.route_layer(route::RouteTagLayer);
     let stack = ServiceBuilder::new()
-        .map_response(move |mut response: Response| {
-            if let Some(version) = &service_version {
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static(SERVICE_VERSION_HEADER), version.clone());
-            }
-            problem::fill(response)
-        })
+        .map_response(move |response: Response| problem::fill(with_service_version(response, service_version.as_ref())))
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(CatchPanicLayer::custom(problem::PanicResponse))
         .service(routes);
@@ -171,14 +164,7 @@ where
         .map_request(sanitize_request_id)
         .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .map_response(move |mut response: Response<_>| {
-            if let Some(version) = &service_version {
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static(SERVICE_VERSION_HEADER), version.clone());
-            }
-            response
-        })
+        .map_response(move |response: Response<_>| with_service_version(response, service_version.as_ref()))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(trace::MakeRequestSpan {
@@ -191,6 +177,16 @@ where
         .service(inner)
         .map_response(|response: Response<_>| response.map(Body::new));
     BoxCloneSyncService::new(stack)
+}
+
+/// `X-Service-Version` on every answer, when the service has a version.
+fn with_service_version<B>(mut response: Response<B>, version: Option<&HeaderValue>) -> Response<B> {
+    if let Some(version) = version {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(SERVICE_VERSION_HEADER), version.clone());
+    }
+    response
 }
 
 /// Request ids in the UUID v4 format, from a fast per-thread generator: an id names a request
