@@ -70,6 +70,7 @@ for file in "$DEPLOY"/docker/*.Dockerfile; do
   check "hadolint ${file#$ROOT/}" hadolint --failure-threshold info "$file"
 done
 for file in "$DEPLOY"/kubernetes/*.yaml; do
+  [[ $(basename "$file") == kustomization.yaml ]] && continue # checked by the manifests test
   check "kubernetes-validate ${file#$ROOT/}" kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$file"
 done
 # Argo Rollouts resources: the core kinds in them are validated, the CRDs have no bundled schema.
@@ -81,6 +82,7 @@ for file in "$DEPLOY"/compose.dev.yml "$DEPLOY"/blue-green/compose.yml "$DEPLOY"
   check "docker-compose config ${file#$ROOT/}" "${compose_env[@]}" docker-compose -f "$file" config -q
 done
 check "nginx -t examples/deploy/nginx/nginx.conf" nginx -t -q -c "$DEPLOY/nginx/nginx.conf"
+check "nginx -t examples/deploy/swarm/nginx.conf" nginx -t -q -c "$DEPLOY/swarm/nginx.conf"
 check "haproxy -c examples/deploy/haproxy/haproxy.cfg" haproxy -c -q -f "$DEPLOY/haproxy/haproxy.cfg"
 check "actionlint .github/workflows" actionlint -no-color "$ROOT"/.github/workflows/*.yml
 for file in "$DEPLOY"/*/*.sh "$ROOT"/scripts/*.sh; do

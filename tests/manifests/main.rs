@@ -118,9 +118,44 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
             }
         }
         for (name, pod) in pod_specs(&documents) {
+            assert_eq!(
+                pod["automountServiceAccountToken"].as_bool(),
+                Some(false),
+                "{file} {name}: no service needs the Kubernetes API"
+            );
+            assert_eq!(
+                pod["securityContext"]["runAsNonRoot"].as_bool(),
+                Some(true),
+                "{file} {name}"
+            );
+            assert_eq!(
+                pod["securityContext"]["seccompProfile"]["type"].as_str(),
+                Some("RuntimeDefault"),
+                "{file} {name}"
+            );
             for container in pod["containers"].as_sequence().unwrap() {
                 let image = container["image"].as_str().unwrap();
                 assert!(image_is_pinned(image), "{file} {name}: image {image} has no fixed tag");
+                let security = &container["securityContext"];
+                assert_eq!(
+                    security["readOnlyRootFilesystem"].as_bool(),
+                    Some(true),
+                    "{file} {name}"
+                );
+                assert_eq!(
+                    security["allowPrivilegeEscalation"].as_bool(),
+                    Some(false),
+                    "{file} {name}"
+                );
+                assert_eq!(
+                    security["capabilities"]["drop"].as_sequence().map(Vec::as_slice),
+                    Some(&[Value::from("ALL")][..]),
+                    "{file} {name}"
+                );
+                assert!(
+                    !container["resources"]["limits"]["memory"].is_null(),
+                    "{file} {name}: memory limit"
+                );
                 if name.starts_with("Job/") {
                     continue;
                 }
@@ -131,6 +166,12 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
                 ] {
                     let configured = container[probe]["httpGet"]["path"].as_str();
                     assert_eq!(configured, Some(path), "{file} {name}: {probe}");
+                    // The default (1 s) turns one slow answer under load into a failed probe.
+                    let timeout = container[probe]["timeoutSeconds"].as_u64();
+                    assert!(
+                        timeout.is_some_and(|t| (2..=5).contains(&t)),
+                        "{file} {name}: {probe} timeoutSeconds {timeout:?}"
+                    );
                     assert!(served(path).await, "{path} is served by the health router");
                 }
                 if image.contains("/api-service:")
@@ -161,6 +202,18 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
                     grace >= pre_stop + drain + timeout + MARGIN,
                     "{file} {name}: grace {grace:?} < preStop {pre_stop:?} + drain {drain:?} + timeout {timeout:?} + {MARGIN:?}"
                 );
+                // The version answered in X-Service-Version is the one the release labelled.
+                let version = container["env"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"].as_str() == Some("SERVICE_VERSION"))
+                    .unwrap_or_else(|| panic!("{file} {name}: SERVICE_VERSION"));
+                assert_eq!(
+                    version["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+                    Some("metadata.labels['app.kubernetes.io/version']"),
+                    "{file} {name}: SERVICE_VERSION follows the release's version label"
+                );
                 if let Some(own) = k8s_env(container, "SHUTDOWN_GRACE_PERIOD") {
                     assert!(
                         own + pre_stop <= grace,
@@ -172,6 +225,145 @@ async fn kubernetes_probes_grace_periods_and_rollouts_fit_the_shutdown() {
         }
     }
     assert_eq!(checked, 4, "api, worker and bot Deployments, api Rollout");
+}
+
+#[test]
+fn the_rollout_stands_beside_the_deployment_and_judges_the_canary_by_its_errors() {
+    let deployment = &documents("kubernetes/api-service.yaml")[0];
+    let rollout = documents("kubernetes/argo/api-service-rollout.yaml");
+    let (template, analysis) = (&rollout[0], &rollout[1]);
+    assert_eq!(template["kind"].as_str(), Some("Rollout"));
+    assert_ne!(
+        template["metadata"]["name"], deployment["metadata"]["name"],
+        "the Rollout has its own name"
+    );
+    let pod = |d: &Value| d["spec"]["template"]["spec"].clone();
+    assert_eq!(pod(template)["securityContext"], pod(deployment)["securityContext"]);
+    assert_eq!(
+        pod(template)["containers"][0]["securityContext"],
+        pod(deployment)["containers"][0]["securityContext"]
+    );
+    assert_eq!(analysis["kind"].as_str(), Some("AnalysisTemplate"));
+    let queries: Vec<&str> = analysis["spec"]["metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["provider"]["prometheus"]["query"].as_str().unwrap())
+        .collect();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("http_requests_total") && q.contains("status=~\"5..\""))
+    );
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("http_request_duration_seconds_bucket"))
+    );
+    assert!(
+        queries
+            .iter()
+            .all(|q| q.contains("service_version=\"{{args.canary-version}}\""))
+    );
+    // The kustomize base names the files that exist, and the migration Job is not in it.
+    let base = &documents("kubernetes/kustomization.yaml")[0];
+    let resources: Vec<&str> = base["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        ["api-service.yaml", "worker-service.yaml", "bot-service.yaml"]
+    );
+    assert!(!read("kubernetes/migrate-job.yaml").to_lowercase().contains("cronjob"));
+}
+
+/// The steps of a workflow job, by name, in order.
+fn steps(workflow: &Value, job: &str) -> Vec<(String, String)> {
+    workflow["jobs"][job]["steps"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("job {job}"))
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["run"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_release_migrates_around_one_apply_and_contracts_after_the_old_pods_and_an_approval() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.github/workflows/release.yml")).unwrap();
+    let workflow: Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert!(
+        !text.contains("kubectl set image"),
+        "the tag is rendered before the apply"
+    );
+    let deploy = steps(&workflow, "deploy");
+    let position = |what: &str| {
+        deploy
+            .iter()
+            .position(|(_, run)| run.contains(what))
+            .unwrap_or_else(|| panic!("deploy runs {what}"))
+    };
+    let render = position("kubectl kustomize");
+    let expand = position("migrate-phase.sh expand");
+    let apply = position("kubectl apply -f release/manifests.yaml");
+    let backfill = position("migrate-phase.sh backfill");
+    assert!(render < expand && expand < apply && apply < backfill, "{deploy:#?}");
+    let (_, rendered) = &deploy[render];
+    assert!(rendered.contains("newTag: \\\"$VERSION\\\""), "{rendered}");
+    assert!(
+        rendered.contains("app.kubernetes.io/version: \\\"$VERSION\\\""),
+        "{rendered}"
+    );
+    assert!(
+        !deploy.iter().any(|(_, run)| run.contains("migrate-phase.sh contract")),
+        "contract never runs in the job that deploys"
+    );
+
+    let contract = &workflow["jobs"]["contract"];
+    let needs: Vec<&str> = contract["needs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(needs.contains(&"deploy"));
+    assert_eq!(
+        contract["environment"].as_str(),
+        Some("production-contract"),
+        "a person approves"
+    );
+    let contract = steps(&workflow, "contract");
+    let wait = contract
+        .iter()
+        .position(|(_, run)| run.contains("kubectl wait --for=delete pod") && run.contains("version!=$VERSION"))
+        .expect("contract waits for the old pods");
+    let migrate = contract
+        .iter()
+        .position(|(_, run)| run.contains("migrate-phase.sh contract"))
+        .expect("contract runs the contract phase");
+    assert!(wait < migrate);
+
+    let release = steps(&workflow, "release");
+    assert!(!release.is_empty());
+    let publish = workflow["jobs"]["release"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("softprops/action-gh-release"))
+        })
+        .unwrap();
+    assert_eq!(publish["with"]["target_commitish"].as_str(), Some("${{ github.sha }}"));
 }
 
 /// `stop_grace_period` against the drain delay and timeout of each service in a compose file.
@@ -195,6 +387,7 @@ fn compose_services_fit(file: &str) -> usize {
         );
         assert_eq!(service["stop_signal"].as_str(), Some("SIGTERM"), "{file} {name}");
         let test = service["healthcheck"]["test"].as_sequence().unwrap();
+        // "Started and live", never readiness: Swarm restarts unhealthy tasks.
         assert_eq!(
             test.last().and_then(Value::as_str),
             Some("healthcheck"),
@@ -210,9 +403,48 @@ fn compose_and_swarm_files_stop_no_sooner_than_the_drain_allows() {
     assert_eq!(compose_services_fit("blue-green/compose.yml"), 2);
     assert_eq!(compose_services_fit("canary/compose.yml"), 2);
     assert_eq!(compose_services_fit("swarm/stack.yml"), 3);
+    assert!(
+        documents("swarm/stack.yml")[0]["services"]["nginx"]["ports"]
+            .as_sequence()
+            .is_some_and(|ports| !ports.is_empty()),
+        "nginx is the stack's entry point"
+    );
 
     let stack = &documents("swarm/stack.yml")[0];
+    let declared = stack["secrets"].as_mapping().unwrap();
     for (name, service) in stack["services"].as_mapping().unwrap() {
+        assert_eq!(service["read_only"].as_bool(), Some(true), "{name:?}: read-only root");
+        assert_eq!(
+            service["cap_drop"].as_sequence().map(Vec::as_slice),
+            Some(&[Value::from("ALL")][..]),
+            "{name:?}"
+        );
+        assert!(
+            !service["deploy"]["resources"]["limits"]["memory"].is_null(),
+            "{name:?}: memory limit"
+        );
+        if let Some(environment) = service["environment"].as_mapping() {
+            for (key, value) in environment {
+                let key = key.as_str().unwrap();
+                assert!(
+                    !["DATABASE_URL", "AMQP_URL", "MONGODB_URL", "REDIS_URL", "BOT_TOKEN"].contains(&key),
+                    "{name:?}: {key} as plain environment; use {key}_FILE and a Docker secret"
+                );
+                if let Some(secret) = key.strip_suffix("_FILE") {
+                    let file = value.as_str().unwrap();
+                    let secret_name = file.strip_prefix("/run/secrets/").expect("a Docker secret");
+                    assert!(
+                        declared.contains_key(secret_name),
+                        "{name:?}: {secret} from an undeclared secret"
+                    );
+                    let mounted = service["secrets"].as_sequence().unwrap();
+                    assert!(
+                        mounted.iter().any(|m| m.as_str() == Some(secret_name)),
+                        "{name:?}: {secret_name} not mounted"
+                    );
+                }
+            }
+        }
         let deploy = &service["deploy"];
         assert_eq!(
             deploy["update_config"]["order"].as_str(),

@@ -527,6 +527,8 @@ impl HealthRegistry {
     pub fn mark_started(&self) {
         self.inner.startup_work_done.store(true, Ordering::Release);
         self.inner.lifecycle.mark_ready();
+        let latest = self.inner.latest.borrow().clone();
+        self.inner.startup_pending(latest.as_deref());
     }
 
     /// Start the background scheduler if the registry is in background mode and it is not
@@ -652,31 +654,7 @@ impl HealthRegistry {
     }
 
     pub(crate) fn startup_of(&self, snapshot: Option<&Snapshot>) -> StartupStatus {
-        if self.inner.startup_latched.load(Ordering::Acquire) {
-            return StartupStatus {
-                started: true,
-                reason: None,
-            };
-        }
-        let reason = if !self.inner.startup_work_done.load(Ordering::Acquire) {
-            Some("startup work has not completed".to_owned())
-        } else {
-            match snapshot {
-                None => Some("health checks have not completed their first round".to_owned()),
-                Some(snapshot) => {
-                    let failing: Vec<&str> = snapshot
-                        .checks
-                        .iter()
-                        .filter(|s| s.entry.critical && s.entry.startup && s.status == Status::Unhealthy)
-                        .map(|s| s.name())
-                        .collect();
-                    (!failing.is_empty()).then(|| format!("startup checks failing: {}", failing.join(", ")))
-                }
-            }
-        };
-        if reason.is_none() {
-            self.inner.startup_latched.store(true, Ordering::Release);
-        }
+        let reason = self.inner.startup_pending(snapshot);
         StartupStatus {
             started: reason.is_none(),
             reason,
@@ -717,6 +695,36 @@ impl fmt::Debug for HealthRegistry {
 }
 
 impl Inner {
+    /// Why startup has not completed, or `None` (and the startup probe latches) when it has.
+    /// Judged after every check round too, not only when the startup probe is asked: a
+    /// container health check that first asks after a dependency went away must still find
+    /// the startup that completed before.
+    fn startup_pending(&self, snapshot: Option<&Snapshot>) -> Option<String> {
+        if self.startup_latched.load(Ordering::Acquire) {
+            return None;
+        }
+        let reason = if !self.startup_work_done.load(Ordering::Acquire) {
+            Some("startup work has not completed".to_owned())
+        } else {
+            match snapshot {
+                None => Some("health checks have not completed their first round".to_owned()),
+                Some(snapshot) => {
+                    let failing: Vec<&str> = snapshot
+                        .checks
+                        .iter()
+                        .filter(|s| s.entry.critical && s.entry.startup && s.status == Status::Unhealthy)
+                        .map(|s| s.name())
+                        .collect();
+                    (!failing.is_empty()).then(|| format!("startup checks failing: {}", failing.join(", ")))
+                }
+            }
+        };
+        if reason.is_none() {
+            self.startup_latched.store(true, Ordering::Release);
+        }
+        reason
+    }
+
     async fn refresh_if_older_than(&self, max_age: Duration) -> Arc<Snapshot> {
         let mut rounds = self.rounds.lock().await;
         let previous = self.latest.borrow().clone();
@@ -726,6 +734,7 @@ impl Inner {
         *rounds += 1;
         let snapshot = Arc::new(run_round(&self.entries, previous.as_deref(), *rounds, &self.redactor).await);
         self.latest.send_replace(Some(Arc::clone(&snapshot)));
+        self.startup_pending(Some(&snapshot));
         snapshot
     }
 }

@@ -1,5 +1,22 @@
-//! The `healthcheck` subcommand of a service binary: probe the local readiness endpoint and
-//! exit 0 or 1, so a container `HEALTHCHECK` works in an image without curl or wget.
+//! The `healthcheck` subcommand of a service binary: probe the local probe endpoints and exit 0
+//! or 1, so a container `HEALTHCHECK` works in an image without curl or wget.
+//!
+//! What the orchestrator does with the answer decides what to ask. Docker Swarm (and Compose's
+//! `restart` policies with an autoheal helper) *restart* unhealthy containers, so the default,
+//! [`Check::Live`], asks "started and live": a database outage makes the service unready, never
+//! unhealthy, and never restarts every task at once. [`Check::Ready`] is for the places that
+//! *route* on container health or wait for it before going on (a blue-green script, Compose's
+//! `depends_on: condition: service_healthy`).
+//!
+//! ```no_run
+//! # async fn run() -> std::process::ExitCode {
+//! use cutover::healthcheck::{self, Check};
+//!
+//! // `my-service healthcheck` and `my-service healthcheck --ready`
+//! let ready = std::env::args().any(|arg| arg == "--ready");
+//! healthcheck::run(8000, Check::asked(ready)).await
+//! # }
+//! ```
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -52,21 +69,58 @@ pub async fn probe(address: SocketAddr, path: &str, timeout: Duration) -> Result
         .unwrap_or_else(|_| Err(format!("no answer from {address} within {timeout:?}")))
 }
 
-/// Probe `http://127.0.0.1:{port}/health/ready`: exit 0 on a 2xx answer, 1 otherwise, with
-/// the reason on stderr.
-pub async fn run(port: u16) -> ExitCode {
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    match probe(address, "/health/ready", Duration::from_secs(3)).await {
-        Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
-        Ok(status) => {
-            eprintln!("not ready: /health/ready answered {status}");
-            ExitCode::FAILURE
-        }
-        Err(reason) => {
-            eprintln!("not ready: {reason}");
-            ExitCode::FAILURE
+/// What a container health check asks the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Check {
+    /// Healthy once start-up has finished (`/health/startup`) and while the process is live
+    /// (`/health/live`). Dependencies are never consulted: the default, for orchestrators that
+    /// restart unhealthy containers.
+    #[default]
+    Live,
+    /// Healthy while ready to take traffic (`/health/ready`): for what routes on container health
+    /// or waits for it.
+    Ready,
+}
+
+impl Check {
+    /// [`Ready`](Self::Ready) when `ready` (a `--ready` flag was given), [`Live`](Self::Live)
+    /// otherwise.
+    pub const fn asked(ready: bool) -> Self {
+        if ready { Self::Ready } else { Self::Live }
+    }
+
+    /// The probe paths that must all answer 2xx, in order.
+    pub fn paths(self) -> &'static [&'static str] {
+        match self {
+            Self::Live => &["/health/startup", "/health/live"],
+            Self::Ready => &["/health/ready"],
         }
     }
+
+    fn failure(self) -> &'static str {
+        match self {
+            Self::Live => "unhealthy",
+            Self::Ready => "not ready",
+        }
+    }
+}
+
+/// Ask the service on `http://127.0.0.1:{port}` what `check` asks: exit 0 when every probe
+/// answers 2xx, 1 otherwise, with the reason on stderr (`unhealthy: /health/startup answered
+/// 503`, `not ready: cannot connect to 127.0.0.1:8000: Connection refused`).
+pub async fn run(port: u16, check: Check) -> ExitCode {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    for path in check.paths() {
+        let failed = match probe(address, path, Duration::from_secs(3)).await {
+            Ok(status) if (200..300).contains(&status) => continue,
+            Ok(status) => format!("{path} answered {status}"),
+            Err(reason) => reason,
+        };
+        eprintln!("{}: {failed}", check.failure());
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -85,6 +85,8 @@ mod otel;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 #[cfg(feature = "serve")]
+pub mod secrets;
+#[cfg(feature = "serve")]
 mod server;
 #[cfg(feature = "serve")]
 mod service;

@@ -4,6 +4,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use cutover::{
+    secrets::{Secret, SecretFileError},
     shutdown::{ShutdownConfig, parse_duration},
     telemetry::LogFormat,
 };
@@ -90,12 +91,35 @@ pub struct Config {
     pub shutdown_grace_period: Option<Duration>,
 }
 
+impl Config {
+    /// Settings that may come from a file instead (`DATABASE_URL_FILE=/run/secrets/database_url`),
+    /// as Docker and Kubernetes secrets are mounted.
+    pub const SECRETS: &[Secret] = &[
+        Secret::new("DATABASE_URL", "--database-url"),
+        Secret::new("REDIS_URL", "--redis-url"),
+        Secret::new("AMQP_URL", "--amqp-url"),
+        Secret::new("MONGODB_URL", "--mongodb-url"),
+    ];
+
+    /// The command line and the environment, with every `*_FILE` secret of [`Self::SECRETS`] read.
+    pub fn load() -> Result<Self, SecretFileError> {
+        let args =
+            cutover::secrets::args_with_files(std::env::args_os(), Self::SECRETS, |name| std::env::var_os(name))?;
+        Ok(Self::parse_from(args))
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Probe the local `/health/ready` (on --port) and exit 0 when ready, 1 otherwise: the
-    /// container health check, in images without curl.
-    Healthcheck,
+    /// The container health check, in images without curl: exit 0 once start-up has finished
+    /// and while the process is live (a dependency outage never fails it), 1 otherwise.
+    Healthcheck {
+        /// Ask readiness (`/health/ready`) instead: for what routes on the container's health
+        /// or waits for it, never for what restarts unhealthy containers.
+        #[arg(long)]
+        ready: bool,
+    },
     /// Apply the embedded migrations to DATABASE_URL (or the SQLite file) and exit: the
     /// deployment's migration job.
     Migrate {

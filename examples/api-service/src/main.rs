@@ -3,14 +3,21 @@
 use std::process::ExitCode;
 
 use api_service::{Command, Config};
-use clap::Parser;
-use cutover::telemetry::Telemetry;
+use cutover::{healthcheck::Check, telemetry::Telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match config.command.clone() {
-        Some(Command::Healthcheck) => return cutover::healthcheck::run(config.port).await,
+        Some(Command::Healthcheck { ready }) => {
+            return cutover::healthcheck::run(config.port, Check::asked(ready)).await;
+        }
         Some(Command::Migrate { phases }) => {
             return match api_service::migrate(&config, phases).await {
                 Ok(report) => {

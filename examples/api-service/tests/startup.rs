@@ -64,7 +64,11 @@ async fn starts_on_its_embedded_default_and_becomes_ready() {
     service.child.wait().unwrap();
     let down = healthcheck();
     assert_eq!(down.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&down.stderr).contains("not ready: cannot connect"));
+    let reason = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        reason.starts_with("unhealthy: cannot connect to 127.0.0.1:"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -166,6 +170,34 @@ async fn unreachable_dependencies_mean_not_ready_but_alive_until_they_return() {
     redis_proxy.cut();
     let body = service.wait_until("/health/ready", 503, Duration::from_secs(10)).await;
     assert_eq!(body["failed_checks"], serde_json::json!(["redis"]));
+
+    // The database goes away after start-up: the container health check (what Swarm restarts
+    // tasks on) stays healthy, only the readiness variant fails.
+    postgres_proxy.cut();
+    let database_down = eventually(Duration::from_secs(10), || async {
+        failed_checks()
+            .await
+            .is_some_and(|failed| failed == ["postgres", "redis"])
+    })
+    .await;
+    assert!(database_down, "failed checks: {:?}", failed_checks().await);
+    let port = service.base.rsplit(':').next().unwrap().to_owned();
+    let healthcheck = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_api-service"))
+            .env_clear()
+            .args(["--port", &port, "healthcheck"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let live = healthcheck(&[]);
+    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    let ready = healthcheck(&["--ready"]);
+    assert_eq!(ready.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&ready.stderr).trim(),
+        "not ready: /health/ready answered 503"
+    );
 }
 
 #[test]
@@ -197,6 +229,27 @@ fn malformed_configuration_is_refused_without_leaking_secrets() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("DATABASE_URL is not usable"), "{text}");
     assert!(!text.contains("topsecret"), "{text}");
+
+    // The same secret from a Docker secret file: read, used, and still never shown.
+    let secret = std::env::temp_dir().join(unique("database_url"));
+    std::fs::write(&secret, "postgres://app:topsecret@db:notaport/app\n").unwrap();
+    let secret = secret.to_str().unwrap();
+    let (code, text) = run(&[("DATABASE_URL_FILE", secret)]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("DATABASE_URL is not usable"), "{text}");
+    assert!(!text.contains("topsecret"), "{text}");
+    let (code, text) = run(&[("DATABASE_URL_FILE", secret), ("DATABASE_URL", "postgres://db/app")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("DATABASE_URL_FILE and DATABASE_URL are both set"),
+        "{text}"
+    );
+    let (code, text) = run(&[("DATABASE_URL_FILE", "/run/secrets/missing")]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("cannot read DATABASE_URL_FILE (/run/secrets/missing)"),
+        "{text}"
+    );
 
     let (code, text) = run(&[("REDIS_URL", "http://cache:6379")]);
     assert_eq!(code, Some(1), "{text}");

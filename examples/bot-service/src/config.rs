@@ -4,6 +4,7 @@ use std::{fmt, net::IpAddr, time::Duration};
 
 use clap::{Parser, Subcommand};
 use cutover::{
+    secrets::{Secret, SecretFileError},
     shutdown::{ShutdownConfig, parse_duration},
     telemetry::LogFormat,
 };
@@ -77,6 +78,22 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+impl Config {
+    /// Settings that may come from a file instead (`DATABASE_URL_FILE=/run/secrets/database_url`),
+    /// as Docker and Kubernetes secrets are mounted.
+    pub const SECRETS: &[Secret] = &[
+        Secret::new("BOT_TOKEN", "--bot-token"),
+        Secret::new("AMQP_URL", "--amqp-url"),
+    ];
+
+    /// The command line and the environment, with every `*_FILE` secret of [`Self::SECRETS`] read.
+    pub fn load() -> Result<Self, SecretFileError> {
+        let args =
+            cutover::secrets::args_with_files(std::env::args_os(), Self::SECRETS, |name| std::env::var_os(name))?;
+        Ok(Self::parse_from(args))
+    }
+}
+
 /// The token is a secret: `Debug` shows that it is set, never what it is.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,8 +110,14 @@ impl fmt::Debug for Config {
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Probe the local `/health/ready` (on --port): exit 0 when ready, 1 otherwise.
-    Healthcheck,
+    /// The container health check, in images without curl: exit 0 once start-up has finished
+    /// and while the process is live (a dependency outage never fails it), 1 otherwise.
+    Healthcheck {
+        /// Ask readiness (`/health/ready`) instead: for what routes on the container's health
+        /// or waits for it, never for what restarts unhealthy containers.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 /// A required setting is missing or unusable.

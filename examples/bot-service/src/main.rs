@@ -3,14 +3,19 @@
 use std::process::ExitCode;
 
 use bot_service::{Command, Config};
-use clap::Parser;
-use cutover::telemetry::Telemetry;
+use cutover::{healthcheck::Check, telemetry::Telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
-    if let Some(Command::Healthcheck) = config.command {
-        return cutover::healthcheck::run(config.port).await;
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(Command::Healthcheck { ready }) = config.command {
+        return cutover::healthcheck::run(config.port, Check::asked(ready)).await;
     }
     // Refuse to start without what the bot cannot work without, before anything else.
     if let Err(missing) = config.required() {

@@ -18,7 +18,9 @@ USER 65532:65532
 ENV HOST=0.0.0.0 PORT=8000 LOG_FORMAT=json
 ENV SQLITE_PATH=/home/nonroot/api-service.db
 EXPOSE 8000
-# No curl in the image: the binary probes its own /health/ready and exits 0 or 1.
+# No curl in the image: the binary asks itself "started and live?" and exits 0 or 1. Never
+# readiness: Swarm restarts unhealthy containers, and a database outage must not restart them
+# all (`healthcheck --ready` is for what routes on container health).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/api-service", "healthcheck"]
 # The drain starts on SIGTERM; give the container drain + shutdown timeout before SIGKILL

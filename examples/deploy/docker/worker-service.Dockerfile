@@ -17,7 +17,9 @@ WORKDIR /home/nonroot
 USER 65532:65532
 ENV HOST=0.0.0.0 PORT=8002 LOG_FORMAT=json
 EXPOSE 8002
-# No curl in the image: the binary probes its own /health/ready and exits 0 or 1.
+# No curl in the image: the binary asks itself "started and live?" and exits 0 or 1. Never
+# readiness: Swarm restarts unhealthy containers, and a database outage must not restart them
+# all (`healthcheck --ready` is for what routes on container health).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
     CMD ["/usr/local/bin/worker-service", "healthcheck"]
 # The drain starts on SIGTERM; give the container drain + shutdown timeout before SIGKILL

@@ -4,6 +4,7 @@ use std::{net::IpAddr, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use cutover::{
+    secrets::{Secret, SecretFileError},
     shutdown::{ShutdownConfig, parse_duration},
     telemetry::LogFormat,
 };
@@ -39,6 +40,22 @@ pub struct Config {
     /// Settings of the consumer.
     #[command(flatten)]
     pub run: Run,
+}
+
+impl Config {
+    /// Settings that may come from a file instead (`DATABASE_URL_FILE=/run/secrets/database_url`),
+    /// as Docker and Kubernetes secrets are mounted.
+    pub const SECRETS: &[Secret] = &[
+        Secret::new("MONGODB_URL", "--mongodb-url"),
+        Secret::new("AMQP_URL", "--amqp-url"),
+    ];
+
+    /// The command line and the environment, with every `*_FILE` secret of [`Self::SECRETS`] read.
+    pub fn load() -> Result<Self, SecretFileError> {
+        let args =
+            cutover::secrets::args_with_files(std::env::args_os(), Self::SECRETS, |name| std::env::var_os(name))?;
+        Ok(Self::parse_from(args))
+    }
 }
 
 /// Settings of the consumer.
@@ -103,8 +120,14 @@ pub enum Command {
         #[command(subcommand)]
         action: Migrate,
     },
-    /// Probe the local `/health/ready` (on --port): exit 0 when ready, 1 otherwise.
-    Healthcheck,
+    /// The container health check, in images without curl: exit 0 once start-up has finished
+    /// and while the process is live (a dependency outage never fails it), 1 otherwise.
+    Healthcheck {
+        /// Ask readiness (`/health/ready`) instead: for what routes on the container's health
+        /// or waits for it, never for what restarts unhealthy containers.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 /// `migrate` subcommands.

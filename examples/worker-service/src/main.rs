@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
-use cutover::telemetry::{LogFormat, LogTarget, Telemetry, TelemetryGuard};
+use cutover::{
+    healthcheck::Check,
+    telemetry::{LogFormat, LogTarget, Telemetry, TelemetryGuard},
+};
 use cutover_migrate::{
     Event, UpOptions,
     mongo::{self, Batching, MongoMigrator},
@@ -13,9 +15,15 @@ use worker_service::{Command, Config, Migrate, migrations};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match config.command.clone() {
-        Some(Command::Healthcheck) => cutover::healthcheck::run(config.port).await,
+        Some(Command::Healthcheck { ready }) => cutover::healthcheck::run(config.port, Check::asked(ready)).await,
         Some(Command::Migrate { action }) => {
             let Some(_telemetry) = telemetry(&config, LogFormat::Text, "warn") else {
                 return ExitCode::FAILURE;

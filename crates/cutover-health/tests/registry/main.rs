@@ -339,6 +339,26 @@ async fn startup_latches_once_startup_checks_pass() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn startup_latches_on_a_passing_round_even_if_nobody_asked() {
+    // A container health check asks the startup probe for the first time long after start-up,
+    // when the dependency may be gone again: the round that passed in between counts.
+    let (database, script) = ScriptedCheck::healthy();
+    let registry = HealthRegistry::builder()
+        .register(Registration::new("database", database).probes([Probe::Startup, Probe::Readiness]))
+        .build()
+        .unwrap();
+    registry.mark_started();
+    registry.refresh().await;
+    script.fail("connection refused");
+    registry.refresh().await;
+    assert!(!registry.readiness().await.is_ready());
+    assert!(
+        registry.startup().await.is_started(),
+        "the passing round latched startup"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn results_older_than_the_staleness_limit_fail_readiness() {
     let registry = HealthRegistry::builder()
         .check("db", StaticCheck::healthy())
