@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start the backing services the tests need: PostgreSQL, Redis, RabbitMQ, a
 # MongoDB-compatible server (FerretDB 1.x on SQLite) and an OpenTelemetry collector (Jaeger,
-# whose query API the tracing tests read), and print their URLs. Also installs nginx and
-# HAProxy for the zero-downtime harness (which runs them itself).
+# whose query API the tracing tests read), and print their URLs. Also installs nginx, HAProxy,
+# Prometheus and Traefik (built from the Go module proxy) for the zero-downtime harness, which
+# runs them itself.
 #
 #   scripts/services.sh up       install what is missing, start what is not answering, wait
 #                                until each one answers, write target/services.env
@@ -24,6 +25,9 @@ STATE_DIR=${CUTOVER_SERVICES_DIR:-${TMPDIR:-/tmp}/cutover-services}
 ENV_FILE=${CUTOVER_SERVICES_ENV:-$ROOT/target/services.env}
 FERRETDB_VERSION=v1.24.2
 JAEGER_VERSION=v1.76.0
+# The newest Traefik v3 whose dependencies the Go module proxy serves (v3.7 needs lego v5
+# providers it refuses).
+TRAEFIK_VERSION=v3.6.12
 WAIT_SECONDS=${CUTOVER_SERVICES_WAIT:-90}
 
 PG_USER=cutover
@@ -307,16 +311,28 @@ write_env() {
     printf 'export MONGODB_URL=%q\n' "$MONGODB_URL"
     printf 'export JAEGER_QUERY_URL=%q\n' "$JAEGER_QUERY_URL"
     printf 'export JAEGER_OTLP_URL=%q\n' "$JAEGER_OTLP_URL"
+    printf 'export TRAEFIK_BIN=%q\n' "$TRAEFIK_BIN"
   } >"$ENV_FILE"
 }
 
-# The proxies the zero-downtime harness runs in front of the example API (it starts its own
-# instances on loopback ports; nothing is started here).
+TRAEFIK_BIN=${XDG_CACHE_HOME:-$HOME/.cache}/cutover/traefik-$TRAEFIK_VERSION/traefik
+
+# The proxies and the metrics server the zero-downtime harness runs in front of and beside the
+# example API (it starts its own instances on loopback ports; nothing is started here), and
+# what the shipped deploy scripts call (curl, envsubst).
 ensure_proxies() {
-  if command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; then
-    if command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]]; then return; fi
+  local missing=()
+  command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+  command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+  command -v prometheus >/dev/null 2>&1 || [[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
+  command -v envsubst >/dev/null 2>&1 || missing+=(gettext-base)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v jq >/dev/null 2>&1 || missing+=(jq)
+  ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+  if [[ ! -x $TRAEFIK_BIN ]]; then
+    build_from_module Traefik "github.com/traefik/traefik/v3@$TRAEFIK_VERSION" ./cmd/traefik "$TRAEFIK_BIN" \
+      "$STATE_DIR/traefik"
   fi
-  apt_install nginx-light haproxy
 }
 
 cmd_up() {

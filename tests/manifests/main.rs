@@ -476,7 +476,19 @@ fn compose_and_swarm_files_stop_no_sooner_than_the_drain_allows() {
             }
         }
     }
+    for (file, weighted) in [("blue-green/dynamic/api.yml", "api"), ("canary/dynamic/api.yml", "api")] {
+        let dynamic = &documents(file)[0];
+        let service = &dynamic["http"]["services"][weighted]["weighted"];
+        assert!(
+            service["healthCheck"].is_mapping(),
+            "{file}: the weighted service propagates its children's health (healthCheck: {{}})"
+        );
+    }
     let canary = &documents("canary/dynamic/api.yml")[0];
+    assert!(
+        canary["http"]["services"]["api"]["weighted"]["sticky"]["cookie"]["name"].is_string(),
+        "a canary user stays on the version they landed on"
+    );
     let weights: Vec<u64> = canary["http"]["services"]["api"]["weighted"]["services"]
         .as_sequence()
         .unwrap()
@@ -540,7 +552,40 @@ async fn proxies_check_readiness_and_never_retry_what_may_have_run() {
         haproxy.contains("retry-on conn-failure empty-response"),
         "retries only before a request ran"
     );
-    let nginx = read("nginx/nginx.conf");
+    let nginx = read("nginx/nginx.conf.template");
     assert!(!nginx.contains("non_idempotent"), "POST is never retried");
     assert!(nginx.contains("include upstream.conf;"));
+    assert!(
+        nginx.contains("listen ${NGINX_LISTEN};"),
+        "the one variable envsubst fills"
+    );
+}
+
+/// The text of a PromQL query with its whitespace collapsed.
+fn promql(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn promote_sh_asks_prometheus_what_the_argo_analysis_asks() {
+    let analysis = &documents("kubernetes/argo/api-service-rollout.yaml")[1];
+    let script = read("canary/promote.sh");
+    let queries: Vec<String> = analysis["spec"]["metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["provider"]["prometheus"]["query"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(queries.len(), 2);
+    // The script's queries as bash writes them: `\"` for quotes, $CANARY and $WINDOW for the
+    // template's argument and window.
+    let script = promql(&script.replace("\\\"", "\""));
+    for query in queries {
+        let expected = promql(
+            &query
+                .replace("{{args.canary-version}}", "$CANARY")
+                .replace("[1m]", "[$WINDOW]"),
+        );
+        assert!(script.contains(&expected), "promote.sh does not ask:\n{expected}");
+    }
 }

@@ -89,6 +89,18 @@ pub struct Config {
     /// Hard limit for the whole shutdown, normally the orchestrator's grace period [default: 30s].
     #[arg(long, env = "SHUTDOWN_GRACE_PERIOD", value_parser = parse_duration)]
     pub shutdown_grace_period: Option<Duration>,
+
+    /// Answer this fraction (0 to 1) of the application's requests with a 500 on purpose: a bad
+    /// release, to rehearse canary analysis and rollback. Probes and /metrics are never failed.
+    #[arg(long, env = "INJECT_ERROR_RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub inject_error_rate: f64,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("expected a fraction from 0 to 1, e.g. 0.2, not {text:?}")),
+    }
 }
 
 impl Config {

@@ -73,6 +73,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
         (dependencies.rabbitmq.clone()).map(|connection| events::Events::new(&config.events_exchange, connection));
     let cache = dependencies.redis.clone().map(cache::UserCache::new);
     let router = app::router(&config.service_version, &config.environment).merge(users::router(store, events, cache));
+    let router = app::inject_errors(router, config.inject_error_rate);
     let sqlite = dependencies.sqlite.clone();
 
     let migrator = migrations::Startup::new(migration_url, migration_set, phases);

@@ -39,7 +39,7 @@ impl Tally {
         self.ok + self.failures()
     }
 
-    fn merge(&mut self, other: Self) {
+    pub(crate) fn merge(&mut self, other: Self) {
         self.ok += other.ok;
         self.errors += other.errors;
         for (status, n) in other.statuses {
@@ -158,4 +158,87 @@ fn record(tally: &mut Tally, result: reqwest::Result<(reqwest::StatusCode, Optio
             }
         }
     }
+}
+
+/// What [`sticky_users`] saw.
+pub(crate) struct Sticky {
+    pub(crate) tally: Tally,
+    /// Users whose first answer came from `version`.
+    pub(crate) landed: u64,
+    pub(crate) users: u64,
+    /// Answers from another version than the user's first one.
+    pub(crate) flips: u64,
+}
+
+/// `users` browser-like clients, `concurrency` at a time, each sending `requests` GETs and
+/// returning the cookies it was given (Traefik's sticky cookie): which version each user landed
+/// on (counting those on `version`), and whether any later answer came from another one.
+pub(crate) async fn sticky_users(base: &str, users: u64, requests: u64, concurrency: u64, version: &str) -> Sticky {
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<JoinHandle<(Tally, u64, u64)>> = (0..concurrency)
+        .map(|_| {
+            let (next, base, version) = (Arc::clone(&next), base.to_owned(), version.to_owned());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("client");
+                let (mut tally, mut landed, mut flips) = (Tally::default(), 0, 0);
+                while next.fetch_add(1, Ordering::Relaxed) < users {
+                    let (mut cookie, mut first) = (None::<String>, None::<String>);
+                    for _ in 0..requests {
+                        let mut request = client.get(format!("{base}/"));
+                        if let Some(cookie) = &cookie {
+                            request = request.header("cookie", cookie);
+                        }
+                        let answer = request.send().await;
+                        if let Ok(response) = &answer {
+                            for set in response.headers().get_all("set-cookie") {
+                                if let Some(pair) = set.to_str().ok().and_then(|s| s.split(';').next()) {
+                                    cookie = Some(pair.to_owned());
+                                }
+                            }
+                        }
+                        let answer = match answer {
+                            Ok(response) => {
+                                let status = response.status();
+                                let answered = response
+                                    .headers()
+                                    .get("x-service-version")
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned);
+                                response.bytes().await.map(|_| (status, answered))
+                            }
+                            Err(error) => Err(error),
+                        };
+                        if let Ok((_, Some(answered))) = &answer {
+                            match &first {
+                                None => {
+                                    landed += u64::from(*answered == version);
+                                    first = Some(answered.clone());
+                                }
+                                Some(first) if first != answered => flips += 1,
+                                Some(_) => {}
+                            }
+                        }
+                        record(&mut tally, answer);
+                    }
+                }
+                (tally, landed, flips)
+            })
+        })
+        .collect();
+    let mut sticky = Sticky {
+        tally: Tally::default(),
+        landed: 0,
+        users,
+        flips: 0,
+    };
+    for task in tasks {
+        let (tally, landed, flips) = task.await.expect("sticky user task");
+        sticky.tally.merge(tally);
+        sticky.landed += landed;
+        sticky.flips += flips;
+    }
+    sticky
 }

@@ -1,5 +1,5 @@
-//! nginx and HAProxy from the distribution, run in the foreground on loopback ports with
-//! retries turned off, so every failure of a backend reaches the load generator.
+//! nginx and HAProxy from the distribution, running the shipped files of `examples/deploy/`
+//! on loopback ports: nothing here writes a proxy configuration of its own.
 
 use std::{
     path::{Path, PathBuf},
@@ -54,53 +54,51 @@ impl Server {
     }
 }
 
-/// nginx with one upstream (`app`) whose servers can be replaced with a reload, and a
-/// `canary` upstream chosen by `X-Canary: true`.
+/// The shipped deployment files: `examples/deploy/...`.
+pub(crate) fn shipped(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(relative)
+}
+
+/// What the shipped `nginx/switch.sh` said, and whether it succeeded.
+pub(crate) struct Switched {
+    pub(crate) ok: bool,
+    pub(crate) output: String,
+}
+
+/// nginx running the shipped `nginx/nginx.conf.template`, rendered with `envsubst` as its
+/// comment says (only `NGINX_LISTEN` differs: a free loopback port), switched by the shipped
+/// `nginx/switch.sh`.
 pub(crate) struct Nginx {
     pub(crate) port: u16,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     child: Child,
 }
 
 impl Nginx {
-    pub(crate) async fn start(dir: &Path, servers: &[Server], canary: Option<u16>) -> Self {
+    pub(crate) async fn start(dir: &Path, servers: &[Server]) -> Self {
         let dir = dir.join(format!("nginx-{}", fastrand::u32(..)));
-        std::fs::create_dir_all(dir.join("temp")).expect("nginx dir");
+        std::fs::create_dir_all(&dir).expect("nginx dir");
         let port = super::instance::free_port();
-        let canary = canary.map_or(String::new(), |port| {
-            format!("upstream canary {{ server 127.0.0.1:{port}; }}\n    map $http_x_canary $pool {{ default app; \"true\" canary; }}")
-        });
-        let pass = if canary.is_empty() { "app" } else { "$pool" };
-        let d = dir.display();
-        let config = format!(
-            r#"worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-daemon off;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/temp;
-    proxy_temp_path {d}/temp;
-    upstream app {{ include {d}/upstream.conf; }}
-    {canary}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://{pass};
-            proxy_next_upstream off;
-            proxy_connect_timeout 1s;
-            proxy_read_timeout 60s;
-        }}
-    }}
-}}
-"#
-        );
-        std::fs::write(dir.join("nginx.conf"), config).expect("write nginx.conf");
-        write_upstream(&dir, servers);
+        let template = std::fs::File::open(shipped("nginx/nginx.conf.template")).expect("the shipped template");
+        let rendered = Command::new("envsubst")
+            .arg("${NGINX_LISTEN}")
+            .env("NGINX_LISTEN", format!("127.0.0.1:{port}"))
+            .stdin(Stdio::from(template))
+            .output()
+            .expect("envsubst (gettext-base) is installed by scripts/services.sh");
+        assert!(rendered.status.success(), "envsubst failed");
+        std::fs::write(dir.join("nginx.conf"), rendered.stdout).expect("write nginx.conf");
+        // The upstream the first switch would have written.
+        let lines: String = servers
+            .iter()
+            .map(|s| format!("server 127.0.0.1:{} weight={};\n", s.port, s.weight))
+            .collect();
+        std::fs::write(dir.join("upstream.conf"), lines).expect("write upstream.conf");
         let log = dir.join("stderr.log");
+        let d = dir.display();
         let mut child = Command::new(binary("nginx"))
             .args(["-p", &format!("{d}/"), "-c", &format!("{d}/nginx.conf")])
+            .args(["-g", &format!("daemon off; pid {d}/nginx.pid;")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
@@ -114,24 +112,47 @@ http {{
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Replace the upstream's servers and reload (SIGHUP: new workers take new connections,
-    /// old workers finish what they have).
-    pub(crate) fn switch(&self, servers: &[Server]) {
-        write_upstream(&self.dir, servers);
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .expect("kill -HUP");
-        assert!(status.success(), "nginx reload failed");
+    /// Run the shipped `switch.sh` with these backends; `ready_within` is its READY_TIMEOUT.
+    pub(crate) async fn switch(&self, servers: &[Server], ready_within: Duration) -> Switched {
+        self.switch_with(servers, ready_within, &[]).await
     }
-}
 
-fn write_upstream(dir: &Path, servers: &[Server]) {
-    let lines: String = servers
-        .iter()
-        .map(|s| format!("server 127.0.0.1:{} weight={};\n", s.port, s.weight))
-        .collect();
-    std::fs::write(dir.join("upstream.conf"), lines).expect("write upstream.conf");
+    /// [`switch`](Self::switch) with extra settings for the script (`PROXY_URL`, ...).
+    pub(crate) async fn switch_with(
+        &self,
+        servers: &[Server],
+        ready_within: Duration,
+        extra: &[(&str, String)],
+    ) -> Switched {
+        let mut command = tokio::process::Command::new("bash");
+        command
+            .arg(shipped("nginx/switch.sh"))
+            .args(servers.iter().map(|s| format!("{}:{}", s.port, s.weight)))
+            .env("NGINX_DIR", &self.dir)
+            .env("NGINX_PID_FILE", self.dir.join("nginx.pid"))
+            .env("NGINX", binary("nginx"))
+            .env("PROXY_URL", self.url())
+            .env("READY_TIMEOUT", ready_within.as_secs().max(1).to_string())
+            .env("VERIFY_TIMEOUT", "10")
+            .kill_on_drop(true);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let output = command.output().await.expect("run switch.sh");
+        Switched {
+            ok: output.status.success(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+
+    /// The upstream nginx was last told about.
+    pub(crate) fn upstream(&self) -> String {
+        std::fs::read_to_string(self.dir.join("upstream.conf")).unwrap_or_default()
+    }
 }
 
 impl Drop for Nginx {
@@ -140,51 +161,34 @@ impl Drop for Nginx {
     }
 }
 
-/// HAProxy balancing over fixed ports, each server's state driven only by its
-/// `/health/ready` answers (checked every 100 ms; down after 2 failures, up after 2 passes).
+/// HAProxy running the shipped `haproxy/haproxy.cfg` as it is, its addresses given through the
+/// environment variables the file reads (`HAPROXY_BIND`, `API1`..`API3`): each server's state
+/// driven only by its `/health/ready` answers.
 pub(crate) struct Haproxy {
     pub(crate) port: u16,
     child: Child,
 }
 
 impl Haproxy {
-    pub(crate) async fn start(dir: &Path, backends: &[u16]) -> Self {
+    /// `extra` sets more of the file's variables (`HAPROXY_RETRIES`).
+    pub(crate) async fn start(dir: &Path, backends: &[u16; 3], extra: &[(&str, &str)]) -> Self {
         let port = super::instance::free_port();
-        let servers: String = backends
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("    server s{i} 127.0.0.1:{p} check\n"))
-            .collect();
-        let config = format!(
-            r"global
-    maxconn 2048
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    retries 0
-frontend web
-    bind 127.0.0.1:{port}
-    default_backend app
-backend app
-    balance roundrobin
-    option httpchk GET /health/ready
-    http-check expect status 200
-    default-server inter 100ms fall 2 rise 2
-{servers}"
-        );
-        let file = dir.join(format!("haproxy-{}.cfg", fastrand::u32(..)));
-        std::fs::write(&file, config).expect("write haproxy.cfg");
-        let log = file.with_extension("log");
-        let mut child = Command::new(binary("haproxy"))
+        let log = dir.join(format!("haproxy-{}.log", fastrand::u32(..)));
+        let mut command = Command::new(binary("haproxy"));
+        command
             .args(["-db", "-f"])
-            .arg(&file)
+            .arg(shipped("haproxy/haproxy.cfg"))
+            .env("HAPROXY_BIND", format!("127.0.0.1:{port}"))
+            // Names the scenario's directory, so the end-of-run check finds a survivor.
+            .env("CUTOVER_HARNESS_DIR", dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .spawn()
-            .expect("start haproxy");
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")));
+        for (i, backend) in backends.iter().enumerate() {
+            command.env(format!("API{}", i + 1), format!("127.0.0.1:{backend}"));
+        }
+        command.envs(extra.iter().copied());
+        let mut child = command.spawn().expect("start haproxy");
         wait_listening(port, &mut child, &log).await;
         Self { port, child }
     }
