@@ -164,11 +164,19 @@ impl Hooks {
         let path = shipped(relative);
         let mut all = vec![path.to_str().expect("utf-8 path")];
         all.extend_from_slice(args);
-        self.run_script("bash", &all, extra).await
+        let name = relative.rsplit('/').next().unwrap_or(relative);
+        crate::timeline::mark(name);
+        let ran = self.run_script("bash", &all, extra).await;
+        crate::timeline::mark(format!(
+            "{name} exit {}",
+            ran.code.map_or_else(|| "?".to_owned(), |c| c.to_string())
+        ));
+        ran
     }
 
     /// SIGTERM instance `name`, as an orchestrator would (without waiting).
     pub(crate) fn terminate(&self, name: &str) {
+        crate::timeline::mark(format!("SIGTERM {name}"));
         if let Some(pid) = self.pid(name) {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])

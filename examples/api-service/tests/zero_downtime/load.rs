@@ -12,6 +12,8 @@ use std::{
 
 use tokio::task::JoinHandle;
 
+use crate::timeline;
+
 /// What the requests are.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Kind {
@@ -137,6 +139,17 @@ async fn send(request: reqwest::RequestBuilder) -> reqwest::Result<(reqwest::Sta
 }
 
 fn record(tally: &mut Tally, result: reqwest::Result<(reqwest::StatusCode, Option<String>)>) {
+    match &result {
+        Ok((status, version)) => {
+            let outcome = if status.is_success() {
+                timeline::Outcome::Ok
+            } else {
+                timeline::Outcome::Status
+            };
+            timeline::record(version.as_deref(), outcome);
+        }
+        Err(_) => timeline::record(None, timeline::Outcome::Socket),
+    }
     match result {
         Ok((status, version)) => {
             if let Some(version) = version {

@@ -35,6 +35,7 @@ mod hooks;
 mod instance;
 mod load;
 mod proxy;
+mod timeline;
 mod traefik;
 
 use std::{
@@ -92,10 +93,14 @@ async fn ready(dir: &Path, port: u16, version: &str, timing: Timing) -> Result<I
 
 /// Terminate `instance` and wait for it to exit inside its budget; returns how long it took.
 async fn drain(mut instance: Instance, timing: Timing) -> Result<Duration, String> {
+    timeline::mark(format!("SIGTERM {}", instance.version));
     instance.terminate();
     let budget = timing.drain + timing.timeout + Duration::from_secs(2);
     match instance.wait_exit(budget).await {
-        Some((_, took)) => Ok(took),
+        Some((_, took)) => {
+            timeline::mark(format!("{} exited", instance.version));
+            Ok(took)
+        }
         None => Err(format!("{} did not exit within {budget:?}", instance.version)),
     }
 }
@@ -127,7 +132,9 @@ async fn answering(url: &str, version: &str, n: usize) -> Result<(), String> {
 /// (refusing if it never comes), moves the traffic, and confirms green is what answers. Blue is
 /// then drained by the caller.
 async fn switch(nginx: &Nginx, green: &Instance, ready_within: Duration) -> Result<(), String> {
+    timeline::mark("switch.sh");
     let switched = nginx.switch(&[Server::one(green.port)], ready_within).await;
+    timeline::mark(if switched.ok { "switched" } else { "switch refused" });
     match switched {
         Switched { ok: true, .. } => Ok(()),
         Switched { output, .. } if output.contains("refusing to switch") => Err(format!("refused: {output}")),
@@ -137,6 +144,7 @@ async fn switch(nginx: &Nginx, green: &Instance, ready_within: Duration) -> Resu
 
 /// Any switch through the shipped script that must succeed.
 async fn nginx_switch(nginx: &Nginx, servers: &[Server]) -> Result<(), String> {
+    timeline::mark("switch.sh");
     let switched = nginx.switch(servers, Duration::from_secs(10)).await;
     if switched.ok {
         Ok(())
@@ -200,6 +208,7 @@ async fn rolling_with_endpoint_lag(dir: PathBuf) -> Run {
         live.push(new);
         nginx_switch(&nginx, &servers(&live)).await?;
         let old = live.remove(0);
+        timeline::mark("SIGTERM 1.0.0");
         old.terminate();
         tokio::time::sleep(Duration::from_secs(2)).await; // the endpoint-removal lag
         nginx_switch(&nginx, &servers(&live)).await?;
@@ -207,6 +216,7 @@ async fn rolling_with_endpoint_lag(dir: PathBuf) -> Run {
         old.wait_exit(timing.drain + timing.timeout)
             .await
             .ok_or_else(|| "an old instance did not exit".to_owned())?;
+        timeline::mark("1.0.0 exited");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let tally = load.stop().await;
@@ -229,11 +239,14 @@ async fn haproxy_rolling(dir: &Path, timing: Timing, kind: Kind, haproxy: &[(&st
     for port in ports {
         let old = live.remove(0);
         let mut old = old;
+        timeline::mark("SIGTERM 1.0.0");
         old.terminate();
         old.wait_exit(timing.drain + timing.timeout + Duration::from_secs(2))
             .await
             .ok_or_else(|| "an old instance did not exit".to_owned())?;
+        timeline::mark("exited");
         live.push(ready(dir, port, V2, timing).await?);
+        timeline::mark("2.0.0 ready");
         tokio::time::sleep(Duration::from_millis(1_200)).await; // HAProxy: rise 2 × 500 ms
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -694,6 +707,13 @@ struct Row {
     outcome: Result<Outcome, String>,
 }
 
+/// Where the timelines go: `target/zero-downtime/<scenario>-<run>.svg`.
+fn pictures() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/zero-downtime");
+    std::fs::create_dir_all(&dir).expect("target/zero-downtime");
+    dir
+}
+
 async fn run_scenario<F, Fut>(name: &'static str, runs: usize, root: &Path, scenario: F) -> Vec<Row>
 where
     F: Fn(PathBuf) -> Fut,
@@ -703,12 +723,33 @@ where
     if std::env::var("ZERO_DOWNTIME_ONLY").is_ok_and(|only| !name.contains(&only)) {
         return rows;
     }
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
     for run in 1..=runs {
-        let dir = root.join(format!("{}-{run}", name.replace(' ', "-")));
+        let dir = root.join(format!("{slug}-{run}"));
         std::fs::create_dir_all(&dir).expect("scenario dir");
+        timeline::begin();
         let outcome = tokio::time::timeout(Duration::from_secs(90), scenario(dir))
             .await
             .unwrap_or_else(|_| Err("timed out after 90 s".to_owned()));
+        if let Some(recorded) = timeline::finish() {
+            let picture = pictures().join(format!("{slug}-{run}.svg"));
+            if let Err(error) = recorded.render(&picture, &format!("{name}, run {run}")) {
+                println!("no timeline for {name} run {run}: {error}");
+            }
+        }
         print_row(name, run, &outcome);
         rows.push(Row { name, run, outcome });
     }
@@ -766,8 +807,9 @@ async fn main() -> ExitCode {
     let root = std::env::temp_dir().join(format!("cutover-zero-downtime-{}", std::process::id()));
     std::fs::create_dir_all(&root).expect("temp dir");
     println!(
-        "zero-downtime harness: {CLIENTS} clients, proxy retries off; logs in {}",
-        root.display()
+        "zero-downtime harness: {CLIENTS} clients; logs in {}, timelines in {}",
+        root.display(),
+        pictures().display()
     );
     println!(
         "| scenario                           | # | requests | non-2xx | socket errors | versions | result | notes |"
