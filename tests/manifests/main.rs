@@ -589,3 +589,54 @@ fn promote_sh_asks_prometheus_what_the_argo_analysis_asks() {
         assert!(script.contains(&expected), "promote.sh does not ask:\n{expected}");
     }
 }
+
+/// Run the shipped `kubernetes/migrate-phase.sh` with `args`.
+fn migrate_phase(envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new("bash")
+        .arg(deploy().join("kubernetes/migrate-phase.sh"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn migrate_phase_renders_one_job_per_phase_and_refuses_what_it_cannot_name() {
+    for phase in ["expand", "backfill", "contract"] {
+        let (code, job, stderr) = migrate_phase(&[("VERSION", "1.4.0-rc.1"), ("DRY_RUN", "1")], &[phase]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let job: Value = serde_yaml_ng::from_str(&job).unwrap();
+        assert_eq!(
+            job["metadata"]["name"].as_str(),
+            Some(format!("api-service-migrate-1-4-0-rc-1-{phase}").as_str())
+        );
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            container["image"].as_str(),
+            Some("ghcr.io/cutover-rs/api-service:1.4.0-rc.1")
+        );
+        let args: Vec<&str> = container["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(args, ["migrate", "--phase", phase]);
+    }
+    let (code, _, stderr) = migrate_phase(&[("VERSION", "1.4.0")], &["drop"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("unknown phase 'drop'"), "{stderr}");
+    let (code, _, stderr) = migrate_phase(&[("VERSION", "1.4;rm -rf /")], &["expand"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not a version"), "{stderr}");
+    let (code, _, stderr) = migrate_phase(&[], &["expand"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("VERSION"), "{stderr}");
+}

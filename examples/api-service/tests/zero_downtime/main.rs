@@ -18,7 +18,8 @@
 //! 10. Blue-green through Traefik by the shipped `blue-green/switch.sh` (Traefik watching the
 //!     shipped dynamic file).
 //! 11. The same with a green that never becomes ready: refused, routing untouched.
-//! 12. Canary 90/10 through Traefik: 200 users with the sticky cookie, and `X-Canary: true`.
+//! 12. Canary 90/10 through Traefik: 200 users with the sticky cookie, `X-Canary: true`, then
+//!     `promote.sh --rollback`.
 //! 13. A canary that turns unready (draining) under load: its share drops to 0, no errors.
 //! 14. `canary/promote.sh` promotes a good canary 10 → 50 → 100 % on Prometheus' verdicts.
 //! 15. `promote.sh` rolls back a canary that fails 20 % of its requests.
@@ -550,7 +551,7 @@ async fn traefik_canary(
 }
 
 async fn traefik_sticky_canary(dir: PathBuf) -> Run {
-    let (_hooks, traefik) = traefik_canary(&dir, GOOD, None, |file| file).await?;
+    let (hooks, traefik) = traefik_canary(&dir, GOOD, None, |file| file).await?;
     let sticky = load::sticky_users(&traefik.url(), 200, 15, CLIENTS as u64, V2).await;
     let pinned = Load::start(&traefik.url(), 2, Kind::Get { canary: true }, true);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -560,14 +561,33 @@ async fn traefik_sticky_canary(dir: PathBuf) -> Run {
     let mut tally = sticky.tally;
     let pinned_share = pinned.share(V2);
     tally.merge(pinned);
-    let passed = tally.failures() == 0 && (landed - 0.10).abs() <= 0.06 && sticky.flips == 0 && pinned_share >= 0.999;
+
+    // Then `promote.sh --rollback` under load: everything back on stable, the canary drained.
+    let load = Load::start(&traefik.url(), CLIENTS, Kind::Get { canary: false }, true);
+    let mut env = script_env(&traefik);
+    env.extend([("CANARY_VERSION", V2.to_owned()), ("STABLE_VERSION", V1.to_owned())]);
+    let ran = hooks.script("canary/promote.sh", &["--rollback"], &env).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tally.merge(load.stop().await);
+    let rolled_back = ran.code == Some(0) && !hooks.running("canary") && hooks.running("stable");
+
+    let passed = tally.failures() == 0
+        && (landed - 0.10).abs() <= 0.06
+        && sticky.flips == 0
+        && pinned_share >= 0.999
+        && rolled_back;
     Ok(Outcome {
         note: format!(
-            "{} users × 15 requests: {:.1}% landed on the canary (weight 10%), {} answers from another version than the user's first; X-Canary {:.0}%",
+            "{} users × 15 requests: {:.1}% landed on the canary (weight 10%), {} answers from another version than the user's first; X-Canary {:.0}%; promote.sh --rollback: {}",
             sticky.users,
             landed * 100.0,
             sticky.flips,
-            pinned_share * 100.0
+            pinned_share * 100.0,
+            if rolled_back {
+                "canary drained".to_owned()
+            } else {
+                format!("{:?} {}", ran.code, ran.output.trim())
+            }
         ),
         tally,
         passed,
@@ -834,7 +854,15 @@ async fn main() -> ExitCode {
     rows.extend(run_scenario("9 switch.sh failure paths (nginx)", 3, &root, switch_failures).await);
     rows.extend(run_scenario("10 blue-green (Traefik, switch.sh)", 3, &root, traefik_blue_green).await);
     rows.extend(run_scenario("11 green never ready (Traefik)", 3, &root, traefik_green_never_ready).await);
-    rows.extend(run_scenario("12 sticky canary 90/10 (Traefik)", 3, &root, traefik_sticky_canary).await);
+    rows.extend(
+        run_scenario(
+            "12 sticky canary 90/10, rollback (Traefik)",
+            3,
+            &root,
+            traefik_sticky_canary,
+        )
+        .await,
+    );
     rows.extend(run_scenario("13 canary turns unready (Traefik)", 3, &root, traefik_unready_canary).await);
     rows.extend(
         run_scenario(
