@@ -251,6 +251,21 @@ impl MigrationSet {
             } else {
                 continue;
             };
+            if let Some((digits, _)) = stem.split_once('_')
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits.parse::<i64>().is_err()
+            {
+                return Err(MigrateError::Source {
+                    origin,
+                    line: None,
+                    message: format!(
+                        "version {digits} is too large: versions go up to {} ({} digits; a timestamp like 20261130154500 fits)",
+                        i64::MAX,
+                        i64::MAX.to_string().len()
+                    ),
+                });
+            }
             let (version, name) = stem
                 .split_once('_')
                 .and_then(|(version, name)| Some((version.parse::<i64>().ok()?, name)))
@@ -496,6 +511,22 @@ mod tests {
             base
         );
         assert_ne!(checksum("CREATE TABLE a (id bigint);\nSELECT 1;"), base);
+    }
+
+    #[test]
+    fn a_version_too_wide_names_the_limit() {
+        let error = MigrationSet::from_files(files(&[("m/12345678901234567890_init.up.sql", "SELECT 1;")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "version 12345678901234567890 is too large: versions go up to 9223372036854775807 (19 digits"
+            ),
+            "{error}"
+        );
+        // The widest that fits still parses.
+        let set = MigrationSet::from_files(files(&[("m/9223372036854775807_last.up.sql", "SELECT 1;")])).unwrap();
+        assert_eq!(set.migrations()[0].version, i64::MAX);
     }
 
     #[test]

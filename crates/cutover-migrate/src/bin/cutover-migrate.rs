@@ -11,7 +11,7 @@ use std::{
     io::IsTerminal,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -84,7 +84,7 @@ enum Command {
         #[arg(long = "phase")]
         phases: Vec<Phase>,
         /// Stop after this version.
-        #[arg(long = "to")]
+        #[arg(long = "to", allow_negative_numbers = true)]
         target: Option<i64>,
         /// Print what would run; change nothing.
         #[arg(long)]
@@ -101,8 +101,8 @@ enum Command {
     },
     /// Revert applied migrations newer than a version, with their stored down SQL.
     Down {
-        /// Keep this version and older.
-        #[arg(long = "to")]
+        /// Keep this version and older (`--to -1` or `--to 0` reverts everything).
+        #[arg(long = "to", allow_negative_numbers = true)]
         target: i64,
     },
     /// Lint every migration file; no database needed.
@@ -136,12 +136,22 @@ enum Command {
     },
 }
 
+/// The command's JSON answer, printed once by `main`: with `--json` every command prints exactly
+/// one document, its result, or `{"error": ..., "result": ...}` when it fails after producing
+/// one (a lint that refuses: the findings and the refusal together).
+static JSON_RESULT: Mutex<Option<serde_json::Value>> = Mutex::new(None);
+
 fn print<T: Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        *JSON_RESULT.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
     } else {
         println!("{}", text());
     }
+}
+
+fn json_result() -> Option<serde_json::Value> {
+    JSON_RESULT.lock().unwrap_or_else(PoisonError::into_inner).take()
 }
 
 /// Progress bars on a terminal; `None` otherwise (tracing logs the events).
@@ -152,7 +162,7 @@ fn progress() -> Option<impl Fn(&Event) + Send + Sync + 'static> {
     let bars = MultiProgress::new();
     let active: Arc<Mutex<HashMap<i64, ProgressBar>>> = Arc::default();
     Some(move |event: &Event| {
-        let mut active = active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut active = active.lock().unwrap_or_else(PoisonError::into_inner);
         match event {
             Event::Started {
                 version,
@@ -495,12 +505,18 @@ async fn main() -> ExitCode {
         )
         .init();
     let json = cli.json;
-    match run(cli).await {
+    let outcome = run(cli).await;
+    if json {
+        let document = match (&outcome, json_result()) {
+            (Ok(()), result) => result.unwrap_or(serde_json::Value::Null),
+            (Err(error), None) => serde_json::json!({ "error": error.to_string() }),
+            (Err(error), Some(result)) => serde_json::json!({ "error": error.to_string(), "result": result }),
+        };
+        println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default());
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            if json {
-                println!("{}", serde_json::json!({ "error": error.to_string() }));
-            }
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }

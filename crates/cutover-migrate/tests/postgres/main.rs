@@ -810,10 +810,28 @@ async fn the_lint_refuses_a_plain_index_on_an_existing_table_and_explains_the_fi
         "0002 was not applied either"
     );
     assert_exit(1, &fixture.run(&["lint"]));
+    // With --json: one document, holding both the findings and the refusal.
+    let output = fixture.run(&["--json", "lint"]);
+    assert_eq!(output.status.code(), Some(1));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("one JSON document ({e}):\n{}", String::from_utf8_lossy(&output.stdout)));
+    assert!(
+        document["error"]
+            .as_str()
+            .unwrap()
+            .contains("require-concurrent-index-creation"),
+        "{document}"
+    );
+    assert!(document["result"].is_array(), "{document}");
 
     fixture.write("0003_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
     assert_success(&fixture.run(&["lint"]));
     assert_success(&fixture.run(&["up"]));
+    // `--to -1` means everything (parsed, not taken for a flag); nothing has a down file, so
+    // it is refused before anything is reverted, naming the newest.
+    let message = assert_exit(1, &fixture.run(&["down", "--to", "-1"]));
+    assert!(message.contains("migration 3 (index) is irreversible"), "{message}");
+    assert_eq!(fixture.scalar("SELECT count(*) FROM _cutover_migrations").await, 3);
     fixture.drop_database().await;
 }
 
