@@ -35,6 +35,32 @@
 //! The `cutover-migrate` command (feature `cli`) does the same from a shell: `status`, `plan`,
 //! `up`, `down`, `lint`, `backup`, `restore`, `repair`.
 //!
+//! # Migration files
+//!
+//! A directory ([`MigrationSet::from_dir`], or [`embed_migrations!`] at compile time) of files
+//! named as sqlx names them:
+//!
+//! | file | is |
+//! | --- | --- |
+//! | `<version>_<name>.up.sql` | the migration (a plain `<version>_<name>.sql` too) |
+//! | `<version>_<name>.down.sql` | how to revert it (optional; `down` refuses a migration without one) |
+//! | `<version>_<name>.up.json` / `.down.json` | a MongoDB migration ([`mongo`]) |
+//!
+//! The version is a non-negative integer up to 9223372036854775807 (19 digits: a timestamp
+//! like `20261130154500` fits); migrations run in version order. Other files are ignored.
+//! Comment lines at the top of an up file are directives:
+//!
+//! | directive | values | default |
+//! | --- | --- | --- |
+//! | `-- cutover:phase expand` | `expand`, `backfill`, `contract` ([`Phase`]) | `expand` |
+//! | `-- cutover:transaction auto` | `auto`: one transaction unless a statement cannot run in one (`CREATE INDEX CONCURRENTLY`, ...), then one round-trip per statement with progress recorded; `on`; `off` (sqlx's `-- no-transaction` means `off`) ([`TransactionMode`]) | `auto` |
+//! | `-- cutover:lock-timeout 2s` | the `lock_timeout` of each statement, retried with backoff when it fires | `1s` |
+//! | `-- cutover:allow <rule>, <rule>` | lint rules this file may break (`cutover-migrate lint --rules` lists them) | none |
+//! | `-- cutover:backfill table=users key=id batch=1000 pause=100ms` | run the file's `UPDATE ... WHERE key > $1 AND key <= $2` in keyset batches ([`BackfillSpec`]) | |
+//!
+//! Any other `-- cutover:` line, or a malformed value, stops the run with the file and line
+//! before anything is applied.
+//!
 //! # Feature flags
 //!
 //! | feature | enables |
@@ -74,8 +100,16 @@ pub mod statements;
 /// directory (relative to the calling crate's `Cargo.toml`) are included with `include_str!`,
 /// and the expression evaluates to `Result<MigrationSet, MigrateError>`.
 ///
-/// Cargo tracks the embedded files; to pick up a *new* file, have the crate's `build.rs` print
-/// `cargo:rerun-if-changed=migrations`.
+/// Cargo tracks the embedded files, but not the directory: for cargo to rebuild when a migration
+/// file is *added*, give the crate a `build.rs` of one line (as `sqlx migrate build-script`
+/// writes):
+///
+/// ```no_run
+/// // build.rs
+/// fn main() {
+///     println!("cargo:rerun-if-changed=migrations");
+/// }
+/// ```
 ///
 /// ```
 /// // `examples/migrations/0001_create_notes.up.sql` and `.down.sql`, in this crate.
