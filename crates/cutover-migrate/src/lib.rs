@@ -105,10 +105,8 @@ pub mod statements;
 /// writes):
 ///
 /// ```no_run
-/// // build.rs
-/// fn main() {
-///     println!("cargo:rerun-if-changed=migrations");
-/// }
+/// // build.rs, in its `fn main`:
+/// println!("cargo:rerun-if-changed=migrations");
 /// ```
 ///
 /// ```
