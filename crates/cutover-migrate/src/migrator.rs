@@ -419,12 +419,15 @@ impl Migrator {
             .collect()
     }
 
-    /// Lint every migration (pending or not) without a database.
-    pub fn lint_all(&self, server_major: u32) -> Result<Vec<PlannedMigration>, MigrateError> {
+    /// Lint every migration (pending or not) without a database, as `up` would for `dialect`:
+    /// PostgreSQL's lock-safety rules for [`Dialect::Postgres`] (`server_major` is the version
+    /// they judge for); none for [`Dialect::Sqlite`], where every write takes the one database
+    /// lock and the rules do not apply (the files are still parsed and their directives checked).
+    pub fn lint_all(&self, server_major: u32, dialect: Dialect) -> Result<Vec<PlannedMigration>, MigrateError> {
         self.set
             .migrations()
             .iter()
-            .map(|migration| plan_one(migration, &[], server_major, Dialect::Postgres))
+            .map(|migration| plan_one(migration, &[], server_major, dialect))
             .collect()
     }
 
@@ -643,6 +646,7 @@ impl Migrator {
 
 /// The SQL dialect of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Dialect {
     /// PostgreSQL.
     Postgres,

@@ -17,8 +17,8 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use cutover_migrate::{
-    BackupPolicy, Event, MigrateError, MigrationSet, Migrator, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
-    lint,
+    BackupPolicy, Dialect, Event, MigrateError, MigrationSet, Migrator, Phase, PlannedMigration, Report, StatusEntry,
+    UpOptions, lint,
     mongo::{self, MongoMigrationSet, MongoMigrator},
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -113,6 +113,11 @@ enum Command {
         /// PostgreSQL major version to lint for.
         #[arg(long, default_value_t = 15)]
         pg_version: u32,
+        /// The database the files are for [default: from --database-url's scheme, else
+        /// postgres]. SQLite files get no lock-safety rules (SQLite has one database-wide
+        /// write lock), as `up` gives them none.
+        #[arg(long, value_enum)]
+        dialect: Option<Dialect>,
     },
     /// Take a verified pg_dump backup (PostgreSQL only).
     Backup {
@@ -396,7 +401,11 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
             let report = Backend::open(&cli).await?.down(target).await?;
             print(cli.json, &report, || report.reverted().to_string());
         }
-        Command::Lint { rules, pg_version } => {
+        Command::Lint {
+            rules,
+            pg_version,
+            dialect,
+        } => {
             if rules {
                 let names = lint::rule_names();
                 print(cli.json, &names, || names.join("\n"));
@@ -413,7 +422,20 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                 );
                 return Ok(());
             }
-            let report = Migrator::new(MigrationSet::from_dir(&cli.source)?).lint_all(pg_version)?;
+            let dialect = dialect.unwrap_or_else(|| match cli.database_url.as_deref() {
+                Some(url) if url.starts_with("sqlite:") => Dialect::Sqlite,
+                _ => Dialect::Postgres,
+            });
+            let report = Migrator::new(MigrationSet::from_dir(&cli.source)?).lint_all(pg_version, dialect)?;
+            if dialect == Dialect::Sqlite {
+                let count = report.len();
+                print(cli.json, &report, || {
+                    format!(
+                        "{count} SQLite migrations parsed; no lock-safety rules apply to SQLite (one database-wide write lock), as in `up`"
+                    )
+                });
+                return Ok(());
+            }
             let refused: Vec<_> = report
                 .iter()
                 .flat_map(|m| m.findings.iter().filter(|f| !f.allowed).cloned())

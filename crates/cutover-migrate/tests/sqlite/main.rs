@@ -101,3 +101,37 @@ async fn backfill_checksums_and_down_work_as_on_postgres() {
     pool.close().await;
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn lint_judges_sqlite_files_as_up_does() {
+    let dir = std::env::temp_dir().join(unique("mig_sqlite_lint"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("0001_create.up.sql"),
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT);",
+    )
+    .unwrap();
+    // A plain index on an existing table: PostgreSQL's lint refuses it, SQLite has no such lock.
+    std::fs::write(dir.join("0002_index.up.sql"), "CREATE INDEX i ON t (a);").unwrap();
+    let (url, _) = url();
+    let lint = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover-migrate"))
+            .arg("--source")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let sqlite = lint(&["--database-url", &url, "lint"]);
+    let text = cutover_tests::assert_success(&sqlite);
+    assert!(
+        text.contains("2 SQLite migrations parsed; no lock-safety rules apply"),
+        "{text}"
+    );
+    let explicit = lint(&["lint", "--dialect", "sqlite"]);
+    cutover_tests::assert_success(&explicit);
+    // The same files for PostgreSQL: refused, as `up` on PostgreSQL would.
+    let postgres = lint(&["lint"]);
+    let message = cutover_tests::assert_exit(1, &postgres);
+    assert!(message.contains("require-concurrent-index-creation"), "{message}");
+}
