@@ -617,9 +617,11 @@ impl Migrator {
         result
     }
 
-    /// Accept the current files as applied: realign the ledger's checksums with them, and drop
-    /// failed entries of transactional migrations so they run again. Every change is recorded
-    /// with `note`.
+    /// Accept the current files as applied: realign the ledger's checksums with them (for
+    /// migrations edited after they ran), recording `note` with each change. Returns the
+    /// versions realigned. Nothing else changes: failed entries stay as they are, and `up`
+    /// retries them (a transactional migration from its start, one run statement by statement
+    /// from its failed statement).
     pub async fn repair(&self, url: &str, note: &str) -> Result<Vec<i64>, MigrateError> {
         let mut backend = crate::backend::Backend::connect(url, true).await?;
         backend.lock(self).await?;
