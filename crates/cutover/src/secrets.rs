@@ -17,7 +17,7 @@
 //! let env = |name: &str| (name == "DATABASE_URL_FILE").then(|| file.clone().into_os_string());
 //! let args = secrets::args_with_files(["api-service", "migrate"], SECRETS, env).unwrap();
 //! assert_eq!(args, ["api-service", "--database-url", "postgres://app:secret@db/app", "migrate"]);
-//! // In a service: `Config::parse_from(secrets::args_with_files(std::env::args_os(), SECRETS, std::env::var_os)?)`
+//! // In a service: `Config::parse_from(secrets::args(SECRETS)?)`
 //! ```
 //!
 //! The values go right after the program name, so the flags must be the top-level command's
@@ -70,6 +70,12 @@ pub enum SecretFileError {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// The process's own arguments with every secret file of `secrets` read, through its own
+/// environment: what a service hands its parser (`Config::parse_from(secrets::args(SECRETS)?)`).
+pub fn args(secrets: &[Secret]) -> Result<Vec<OsString>, SecretFileError> {
+    args_with_files(std::env::args_os(), secrets, |name| std::env::var_os(name))
 }
 
 /// `args` with `flag value` inserted after the program name for every secret whose `NAME_FILE`

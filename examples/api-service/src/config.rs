@@ -115,9 +115,7 @@ impl Config {
 
     /// The command line and the environment, with every `*_FILE` secret of [`Self::SECRETS`] read.
     pub fn load() -> Result<Self, SecretFileError> {
-        let args =
-            cutover::secrets::args_with_files(std::env::args_os(), Self::SECRETS, |name| std::env::var_os(name))?;
-        Ok(Self::parse_from(args))
+        Ok(Self::parse_from(cutover::secrets::args(Self::SECRETS)?))
     }
 }
 

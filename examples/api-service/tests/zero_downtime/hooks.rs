@@ -151,11 +151,7 @@ impl Hooks {
         let output = command.output().await.expect("run a shipped script");
         Ran {
             code: output.status.code(),
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
+            output: cutover_tests::output_text(&output),
         }
     }
 

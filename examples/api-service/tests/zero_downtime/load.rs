@@ -139,7 +139,7 @@ async fn send(request: reqwest::RequestBuilder) -> reqwest::Result<(reqwest::Sta
 }
 
 fn record(tally: &mut Tally, result: reqwest::Result<(reqwest::StatusCode, Option<String>)>) {
-    match &result {
+    match result {
         Ok((status, version)) => {
             let outcome = if status.is_success() {
                 timeline::Outcome::Ok
@@ -147,11 +147,6 @@ fn record(tally: &mut Tally, result: reqwest::Result<(reqwest::StatusCode, Optio
                 timeline::Outcome::Status
             };
             timeline::record(version.as_deref(), outcome);
-        }
-        Err(_) => timeline::record(None, timeline::Outcome::Socket),
-    }
-    match result {
-        Ok((status, version)) => {
             if let Some(version) = version {
                 *tally.versions.entry(version).or_default() += 1;
             }
@@ -165,6 +160,7 @@ fn record(tally: &mut Tally, result: reqwest::Result<(reqwest::StatusCode, Optio
             }
         }
         Err(error) => {
+            timeline::record(None, timeline::Outcome::Socket);
             tally.errors += 1;
             if tally.samples.len() < 3 {
                 tally.samples.push(format!("{error:?}"));

@@ -33,7 +33,8 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path) {
     panic!("proxy not listening on {port}");
 }
 
-fn stop(child: &mut Child) {
+/// Kill a proxy that is still running, and reap it.
+pub(crate) fn stop(child: &mut Child) {
     if child.try_wait().ok().flatten().is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -141,11 +142,7 @@ impl Nginx {
         let output = command.output().await.expect("run switch.sh");
         Switched {
             ok: output.status.success(),
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
+            output: cutover_tests::output_text(&output),
         }
     }
 

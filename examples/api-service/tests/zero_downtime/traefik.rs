@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::proxy::shipped;
+use crate::proxy::{shipped, stop};
 
 fn traefik_binary() -> PathBuf {
     let built = std::env::var_os("TRAEFIK_BIN").map(PathBuf::from).unwrap_or_else(|| {
@@ -46,13 +46,6 @@ async fn wait_answering(url: &str, child: &mut Child, log: &Path, what: &str) {
         "{what} never answered {url}: {}",
         std::fs::read_to_string(log).unwrap_or_default()
     );
-}
-
-fn stop(child: &mut Child) {
-    if child.try_wait().ok().flatten().is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
 }
 
 /// Which shipped setup.
