@@ -1,10 +1,13 @@
-//! `embed_migrations!`: the `.sql` files of a directory, embedded with `include_str!` so the
-//! compiler tracks them. Use it through `cutover_migrate::embed_migrations!`.
+//! `embed_migrations!`: the migration files of a directory (`.sql`, or `.json` for MongoDB, in
+//! the layouts `cutover_migrate::MigrationSet::from_dir` reads), embedded with `include_str!` so
+//! the compiler tracks them. Use it through `cutover_migrate::embed_migrations!`.
 
 use proc_macro::{TokenStream, TokenTree};
 
 /// `embed_migrations!("migrations/postgres")`, relative to the calling crate's manifest
-/// directory, expands to `::cutover_migrate::MigrationSet::from_files(vec![...])`.
+/// directory, expands to `::cutover_migrate::MigrationSet::from_files(vec![...])`, or to
+/// `::cutover_migrate::mongo::MongoMigrationSet::from_files(vec![...])` for a directory of
+/// `.json` migrations.
 #[proc_macro]
 pub fn embed_migrations(input: TokenStream) -> TokenStream {
     match expand(input) {
@@ -34,25 +37,65 @@ fn expand(input: TokenStream) -> Result<TokenStream, String> {
     let relative = literal(input)?;
     let manifest = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| "CARGO_MANIFEST_DIR is not set".to_owned())?;
     let dir = std::path::Path::new(&manifest).join(&relative);
-    let entries = std::fs::read_dir(&dir).map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
-    let mut files: Vec<std::path::PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().and_then(|e| e.to_str()) == Some("sql"))
-        .collect();
-    files.sort();
+    let sql = files(&dir, "sql")?;
+    let json = files(&dir, "json")?;
+    let (set, files) = match (sql.is_empty(), json.is_empty()) {
+        (false, false) => {
+            return Err(format!(
+                "{} holds both .sql and .json migrations; keep SQL and MongoDB migrations in separate directories",
+                dir.display()
+            ));
+        }
+        (true, false) => ("::cutover_migrate::mongo::MongoMigrationSet", json),
+        _ => ("::cutover_migrate::MigrationSet", sql),
+    };
     let mut pairs = String::new();
     for path in files {
-        let shown = format!(
-            "embedded:{relative}/{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or_default()
-        );
+        let inside = path
+            .strip_prefix(&dir)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let shown = format!("embedded:{relative}/{inside}");
         pairs.push_str(&format!(
             "(::std::string::String::from({shown:?}), ::std::string::String::from(include_str!({:?}))),",
             path.display().to_string()
         ));
     }
-    format!("::cutover_migrate::MigrationSet::from_files(::std::vec![{pairs}])")
+    format!("{set}::from_files(::std::vec![{pairs}])")
         .parse()
         .map_err(|error| format!("embed_migrations!: {error}"))
+}
+
+/// The files of `dir` ending in `.{extension}`, and the `up`, `down` and `metadata.toml` files of
+/// its subdirectories (diesel's layout), sorted.
+fn files(dir: &std::path::Path, extension: &str) -> Result<Vec<std::path::PathBuf>, String> {
+    let list = |dir: &std::path::Path| -> Result<Vec<std::path::PathBuf>, String> {
+        let entries = std::fs::read_dir(dir).map_err(|error| format!("cannot read {}: {error}", dir.display()))?;
+        Ok(entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
+    };
+    let has_extension = |path: &std::path::Path| path.extension().and_then(|e| e.to_str()) == Some(extension);
+    let mut found = Vec::new();
+    for path in list(dir)? {
+        if path.is_dir() {
+            let inner: Vec<_> = list(&path)?
+                .into_iter()
+                .filter(|p| {
+                    let stem = p.file_stem().and_then(|s| s.to_str());
+                    has_extension(p) && matches!(stem, Some("up" | "down"))
+                })
+                .collect();
+            if !inner.is_empty() {
+                found.extend(inner);
+                let metadata = path.join("metadata.toml");
+                if metadata.is_file() {
+                    found.push(metadata);
+                }
+            }
+        } else if has_extension(&path) {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
 }

@@ -159,4 +159,36 @@ impl Backend {
             Self::Sqlite(lite) => lite.check(check).await,
         }
     }
+
+    pub(crate) async fn table_exists(&mut self, table: &str) -> Result<bool, MigrateError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pg) => pg.table_exists(table).await,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(lite) => lite.table_exists(table).await,
+        }
+    }
+
+    pub(crate) async fn foreign_rows(&mut self, sql: &str) -> Result<Vec<crate::adopt::ForeignRow>, MigrateError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pg) => pg.foreign_rows(sql).await,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(lite) => lite.foreign_rows(sql).await,
+        }
+    }
+
+    pub(crate) async fn adopt(
+        &mut self,
+        migration: &Migration,
+        source: &str,
+        note: &str,
+    ) -> Result<bool, MigrateError> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pg) => pg.adopt(migration, source, note).await,
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(lite) => lite.adopt(migration, source, note).await,
+        }
+    }
 }

@@ -198,6 +198,9 @@ pub enum MigrateError {
     /// The database URL is not one this tool speaks.
     #[error("`{0}` is not a database URL this tool supports; use postgres://..., sqlite://... or mongodb://...")]
     UnsupportedUrl(String),
+    /// `baseline` or `import` found something it cannot adopt; nothing was recorded.
+    #[error("cannot adopt the database: {0}")]
+    Adoption(String),
     /// A database error outside a migration's statements.
     #[error("{context}: {source}")]
     Database {

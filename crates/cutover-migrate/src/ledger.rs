@@ -92,6 +92,10 @@ pub struct LedgerEntry {
     pub repaired_at: Option<String>,
     /// Why.
     pub repair_note: Option<String>,
+    /// Where the record came from when cutover-migrate did not run the migration itself:
+    /// `baseline`, or the tool whose ledger was imported (`sqlx`, `diesel`, `refinery`,
+    /// `flyway`). `None` for migrations this runner applied.
+    pub adopted_from: Option<String>,
 }
 
 /// The checksum stored with a migration's down SQL.

@@ -33,22 +33,24 @@
 //! ```
 //!
 //! The `cutover-migrate` command (feature `cli`) does the same from a shell: `status`, `plan`,
-//! `up`, `down`, `lint`, `backup`, `restore`, `repair`.
+//! `up`, `down`, `lint`, `backup`, `restore`, `repair`, `baseline`, `import`.
 //!
 //! # Migration files
 //!
 //! A directory ([`MigrationSet::from_dir`], or [`embed_migrations!`] at compile time) of files
-//! named as sqlx names them:
+//! in the layout sqlx, diesel or Flyway uses, so a project keeps the files it has:
 //!
-//! | file | is |
-//! | --- | --- |
-//! | `<version>_<name>.up.sql` | the migration (a plain `<version>_<name>.sql` too) |
-//! | `<version>_<name>.down.sql` | how to revert it (optional; `down` refuses a migration without one) |
-//! | `<version>_<name>.up.json` / `.down.json` | a MongoDB migration ([`mongo`]) |
+//! | layout | the migration | how to revert it (optional; `down` refuses a migration without one) |
+//! | --- | --- | --- |
+//! | sqlx | `<version>_<name>.up.sql` (or `<version>_<name>.sql`) | `<version>_<name>.down.sql` |
+//! | diesel | `<version>_<name>/up.sql`, the version may hold dashes (`2024-01-31-101500`); `metadata.toml`'s `run_in_transaction = false` is read | `<version>_<name>/down.sql` |
+//! | Flyway, refinery | `V<version>__<name>.sql` | `U<version>__<name>.sql` |
+//! | MongoDB ([`mongo`]) | the same names ending in `.json` | |
 //!
 //! The version is a non-negative integer up to 9223372036854775807 (19 digits: a timestamp
-//! like `20261130154500` fits); migrations run in version order. Other files are ignored.
-//! Comment lines at the top of an up file are directives:
+//! like `20261130154500` fits); migrations run in version order. Flyway's dotted versions
+//! (`V1.1__`) and repeatable migrations (`R__`) are refused with what to rename. Other files
+//! are ignored. Comment lines at the top of an up file are directives:
 //!
 //! | directive | values | default |
 //! | --- | --- | --- |
@@ -61,7 +63,23 @@
 //! Any other `-- cutover:` line, or a malformed value, stops the run with the file and line
 //! before anything is applied.
 //!
-//! # Feature flags
+//! `ALTER TYPE ... ADD VALUE` runs inside the migration's transaction on PostgreSQL 12 and
+//! later; a file that also uses the new value (which PostgreSQL allows only after the commit)
+//! runs one statement at a time, as it must before 12.
+//!
+//! # Adopting a database with years of migrations
+//!
+//! - [`Migrator::import`] (`cutover-migrate import`) reads the ledger sqlx, diesel, refinery or
+//!   Flyway left in the database and records what they applied, comparing checksums where the
+//!   tool kept comparable ones (sqlx's SHA-384, Flyway's CRC-32).
+//! - [`Migrator::baseline`] (`cutover-migrate baseline --to <version>`) records every migration
+//!   up to a version as applied, for a database migrated by hand.
+//! - A [`LintPolicy`] (the file `cutover-migrate.toml` next to the migrations, or `--allow
+//!   rule@versions`) accepts rules everywhere, in a range of versions or in one migration,
+//!   without editing history; its `baseline` marks the migrations that are history, never
+//!   linted, so a fresh database (a new environment, CI) still builds from version 1.
+//!
+//! //! # Feature flags
 //!
 //! | feature | enables |
 //! | --- | --- |
@@ -78,6 +96,7 @@ compile_error!(
      a MongoDB-only build is not supported yet)"
 );
 
+mod adopt;
 mod backend;
 #[cfg(feature = "postgres")]
 mod backfill;
@@ -89,6 +108,7 @@ pub mod lint;
 mod migrator;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+mod naming;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod source;
@@ -96,9 +116,11 @@ mod source;
 mod sqlite;
 pub mod statements;
 
-/// Embed a directory of migrations in the binary at compile time: the `.sql` files of the
-/// directory (relative to the calling crate's `Cargo.toml`) are included with `include_str!`,
-/// and the expression evaluates to `Result<MigrationSet, MigrateError>`.
+/// Embed a directory of migrations in the binary at compile time: the migration files of the
+/// directory (relative to the calling crate's `Cargo.toml`, in any layout of [the file
+/// format](crate#migration-files)) are included with `include_str!`, and the expression
+/// evaluates to `Result<MigrationSet, MigrateError>`, or to `Result<MongoMigrationSet,
+/// MigrateError>` for a directory of `.json` migrations.
 ///
 /// Cargo tracks the embedded files, but not the directory: for cargo to rebuild when a migration
 /// file is *added*, give the crate a `build.rs` of one line (as `sqlx migrate build-script`
@@ -117,7 +139,9 @@ pub mod statements;
 /// ```
 pub use cutover_migrate_macros::embed_migrations;
 
+pub use adopt::{Adoption, ForeignTool, ImportOptions};
 pub use error::MigrateError;
+pub use lint::{LintPolicy, VersionRange};
 pub use migrator::{
     BackupPolicy, Dialect, Event, Migrator, PlannedMigration, Report, SqlCheck, StatusEntry, UpOptions,
 };

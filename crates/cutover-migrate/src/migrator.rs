@@ -8,7 +8,7 @@ use crate::{
     Migration, MigrationSet, Phase, TransactionMode,
     error::MigrateError,
     ledger::{LedgerEntry, State},
-    lint::{self, Finding},
+    lint::{self, Finding, LintPolicy},
     statements::{self, Statement},
 };
 
@@ -311,6 +311,7 @@ pub struct Migrator {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) max_disk_percent: f64,
     pub(crate) events: Option<EventSink>,
+    pub(crate) lint_policy: LintPolicy,
 }
 
 impl fmt::Debug for Migrator {
@@ -338,6 +339,7 @@ impl Migrator {
             max_connections_warning: 100,
             max_disk_percent: 90.0,
             events: None,
+            lint_policy: LintPolicy::default(),
         }
     }
 
@@ -388,6 +390,13 @@ impl Migrator {
         self
     }
 
+    /// Which lint findings to accept beyond each file's `-- cutover:allow`, and the baseline at or
+    /// below which migrations are history and not linted. See [`LintPolicy`].
+    pub fn lint_policy(mut self, policy: LintPolicy) -> Self {
+        self.lint_policy = policy;
+        self
+    }
+
     /// Receive progress events (also logged with `tracing`).
     pub fn on_event(mut self, sink: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.events = Some(Arc::new(sink));
@@ -415,7 +424,7 @@ impl Migrator {
         let dialect = backend.dialect();
         self.pending(&ledger, options)
             .into_iter()
-            .map(|migration| plan_one(migration, &ledger, major, dialect))
+            .map(|migration| plan_one(migration, &ledger, major, dialect, &self.lint_policy))
             .collect()
     }
 
@@ -427,7 +436,7 @@ impl Migrator {
         self.set
             .migrations()
             .iter()
-            .map(|migration| plan_one(migration, &[], server_major, dialect))
+            .map(|migration| plan_one(migration, &[], server_major, dialect, &self.lint_policy))
             .collect()
     }
 
@@ -481,7 +490,7 @@ impl Migrator {
         let mut refused = Vec::new();
         for migration in &pending_before {
             refused.extend(
-                plan_one(migration, &before, major, dialect)?
+                plan_one(migration, &before, major, dialect, &self.lint_policy)?
                     .findings
                     .into_iter()
                     .filter(|f| !f.allowed),
@@ -529,6 +538,7 @@ impl Migrator {
             return Ok(());
         }
         report.warnings = backend.preflight(self, &pending).await?;
+        let major = backend.server_major().await?;
         #[cfg(feature = "postgres")]
         if let Some(policy) = &self.backup {
             report.backup = Some(crate::backup::backup(url, policy, pending[0].version).await?);
@@ -536,7 +546,7 @@ impl Migrator {
         #[cfg(not(feature = "postgres"))]
         let _ = url;
         for migration in pending {
-            let prepared = prepare(migration, backend.dialect())?;
+            let prepared = prepare(migration, backend.dialect(), major)?;
             let resume_at = ledger
                 .iter()
                 .find(|e| e.version == migration.version)
@@ -664,7 +674,8 @@ pub(crate) struct Prepared {
     pub(crate) reason: Option<String>,
 }
 
-pub(crate) fn prepare(migration: &Migration, dialect: Dialect) -> Result<Prepared, MigrateError> {
+/// How `migration` runs on `dialect` (for PostgreSQL, on major version `server_major`).
+pub(crate) fn prepare(migration: &Migration, dialect: Dialect, server_major: u32) -> Result<Prepared, MigrateError> {
     let Some(sql) = migration.sql() else {
         return Ok(Prepared {
             statements: Vec::new(),
@@ -672,7 +683,7 @@ pub(crate) fn prepare(migration: &Migration, dialect: Dialect) -> Result<Prepare
             reason: None,
         });
     };
-    let statements = match dialect {
+    let mut statements = match dialect {
         Dialect::Postgres => statements::split(sql).map_err(|(line, message)| MigrateError::Source {
             origin: migration.origin.clone(),
             line: Some(line),
@@ -685,8 +696,31 @@ pub(crate) fn prepare(migration: &Migration, dialect: Dialect) -> Result<Prepare
             outside_transaction: None,
             concurrent_index: None,
             tables: Vec::new(),
+            added_enum_value: None,
+            created_table: None,
         }],
     };
+    let mut reason_override = None;
+    for index in 0..statements.len() {
+        let Some(value) = statements[index].added_enum_value.clone() else {
+            continue;
+        };
+        if server_major < 12 {
+            statements[index].outside_transaction = Some("ALTER TYPE ... ADD VALUE (before PostgreSQL 12)");
+        } else if let Some(used_at) = statements[index + 1..]
+            .iter()
+            .find(|s| s.text.contains(value.as_str()))
+            .map(|s| s.line)
+        {
+            // PostgreSQL 12+ adds the value in a transaction, but refuses to use it before the
+            // commit: the statement must commit on its own first.
+            statements[index].outside_transaction = Some("ALTER TYPE ... ADD VALUE");
+            reason_override.get_or_insert(format!(
+                "line {used_at} uses the enum value {value} added at line {}, which PostgreSQL allows only after that commits",
+                statements[index].line
+            ));
+        }
+    }
     let needs_outside = statements.iter().find(|s| s.outside_transaction.is_some());
     for statement in &statements {
         if statement
@@ -709,6 +743,7 @@ pub(crate) fn prepare(migration: &Migration, dialect: Dialect) -> Result<Prepare
             });
         }
         (TransactionMode::Off, _) => (false, Some("`-- cutover:transaction off`".to_owned())),
+        (_, Some(_)) if reason_override.is_some() => (false, reason_override),
         (_, Some(statement)) => (
             false,
             Some(format!(
@@ -731,8 +766,9 @@ fn plan_one(
     ledger: &[LedgerEntry],
     major: u32,
     dialect: Dialect,
+    policy: &LintPolicy,
 ) -> Result<PlannedMigration, MigrateError> {
-    let prepared = prepare(migration, dialect)?;
+    let prepared = prepare(migration, dialect, major)?;
     let mode = match (&migration.up, &migration.backfill, prepared.transactional) {
         (crate::source::Body::Rust(_), _, _) => "rust",
         (_, Some(_), _) => "backfill",
@@ -744,7 +780,12 @@ fn plan_one(
         .find(|e| e.version == migration.version && e.state != State::Applied && !prepared.transactional)
         .map_or(0, |e| usize::try_from(e.steps_done).unwrap_or(0));
     let findings = if dialect == Dialect::Postgres {
-        lint::lint(migration, major, prepared.transactional && migration.backfill.is_none())
+        lint::lint(
+            migration,
+            major,
+            prepared.transactional && migration.backfill.is_none(),
+            policy,
+        )
     } else {
         Vec::new()
     };
@@ -928,7 +969,37 @@ fn stored_down(entry: &LedgerEntry) -> Result<String, MigrateError> {
 
 #[cfg(test)]
 mod tests {
-    use super::Report;
+    use super::{Dialect, Report, prepare};
+    use crate::MigrationSet;
+
+    #[test]
+    fn adding_an_enum_value_stays_transactional_from_postgres_12_unless_the_file_uses_it() {
+        let migration = |sql: &str| {
+            MigrationSet::from_files([("m/0001_enum.up.sql".to_owned(), sql.to_owned())])
+                .unwrap()
+                .migrations()[0]
+                .clone()
+        };
+        let add = migration("ALTER TYPE status ADD VALUE 'archived';\nALTER TABLE t ADD COLUMN c int;");
+        assert!(prepare(&add, Dialect::Postgres, 12).unwrap().transactional);
+        let old = prepare(&add, Dialect::Postgres, 11).unwrap();
+        assert!(!old.transactional);
+        assert_eq!(
+            old.reason.as_deref(),
+            Some("line 1: ALTER TYPE ... ADD VALUE (before PostgreSQL 12) cannot run in a transaction")
+        );
+        let uses = migration(
+            "ALTER TYPE status ADD VALUE IF NOT EXISTS 'archived';\n\nUPDATE t SET s = 'archived' WHERE old;",
+        );
+        let prepared = prepare(&uses, Dialect::Postgres, 16).unwrap();
+        assert!(!prepared.transactional);
+        assert_eq!(
+            prepared.reason.as_deref(),
+            Some(
+                "line 3 uses the enum value 'archived' added at line 1, which PostgreSQL allows only after that commits"
+            )
+        );
+    }
 
     #[test]
     fn reports_read_as_sentences() {

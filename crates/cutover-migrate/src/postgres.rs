@@ -128,40 +128,94 @@ impl Pg {
                 down_sql text,
                 down_checksum text,
                 repaired_at timestamptz,
-                repair_note text
+                repair_note text,
+                adopted_from text
             )"
         );
         self.work
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
-        // Ledgers written before down SQL carried a checksum.
+        // Ledgers written before down SQL carried a checksum, or before adoption was recorded.
         self.work
             .execute(AssertSqlSafe(format!(
-                "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS down_checksum text"
+                "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS down_checksum text, ADD COLUMN IF NOT EXISTS adopted_from text"
             )))
             .await
             .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
         Ok(())
     }
 
-    pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
-        let (exists, has_down_checksum): (Option<String>, bool) = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT to_regclass('{LEDGER_TABLE}')::text,
-                    EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
-                            AND attname = 'down_checksum' AND NOT attisdropped)"
+    /// Whether `table` exists (on the search path).
+    pub(crate) async fn table_exists(&mut self, table: &str) -> Result<bool, MigrateError> {
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&mut self.work)
+            .await
+            .map_err(MigrateError::db(format!("cannot look for the table {table}")))
+    }
+
+    /// Another tool's ledger rows.
+    pub(crate) async fn foreign_rows(&mut self, sql: &str) -> Result<Vec<crate::adopt::ForeignRow>, MigrateError> {
+        sqlx::query_as(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut self.work)
+            .await
+            .map_err(MigrateError::db("cannot read the other tool's ledger"))
+    }
+
+    /// Record `migration` as applied without running it; `false` when the ledger has it already.
+    pub(crate) async fn adopt(
+        &mut self,
+        migration: &Migration,
+        source: &str,
+        note: &str,
+    ) -> Result<bool, MigrateError> {
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, installed_by, finished_at, duration_ms,
+                                         down_sql, down_checksum, adopted_from, repair_note)
+             VALUES ($1, $2, $3, $4, 'applied', $5, now(), 0, $6, $7, $8, $9)
+             ON CONFLICT (version) DO NOTHING"
         )))
-        .fetch_one(&mut self.work)
+        .bind(migration.version)
+        .bind(&migration.name)
+        .bind(migration.phase.as_str())
+        .bind(&migration.checksum)
+        .bind(runner_id())
+        .bind(&migration.down)
+        .bind(crate::ledger::down_checksum(migration))
+        .bind(source)
+        .bind(note)
+        .execute(&mut self.work)
         .await
-        .map_err(MigrateError::db("cannot read the ledger"))?;
+        .map_err(MigrateError::db("cannot record an adopted migration"))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
+        let (exists, has_down_checksum, has_adopted_from): (Option<String>, bool, bool) =
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT to_regclass('{LEDGER_TABLE}')::text,
+                    EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
+                            AND attname = 'down_checksum' AND NOT attisdropped),
+                    EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
+                            AND attname = 'adopted_from' AND NOT attisdropped)"
+            )))
+            .fetch_one(&mut self.work)
+            .await
+            .map_err(MigrateError::db("cannot read the ledger"))?;
         if exists.is_none() {
             return Ok(Vec::new());
         }
-        // A ledger from before down checksums is read as it is; `up` upgrades it.
+        // An older ledger is read as it is; `up` upgrades it.
         let down_checksum = if has_down_checksum {
             "down_checksum"
         } else {
             "NULL::text AS down_checksum"
+        };
+        let adopted_from = if has_adopted_from {
+            "adopted_from"
+        } else {
+            "NULL::text AS adopted_from"
         };
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done::bigint AS steps_done,
@@ -170,7 +224,8 @@ impl Pg {
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at,
                     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS finished_at,
                     duration_ms, down_sql, {down_checksum},
-                    to_char(repaired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS repaired_at, repair_note
+                    to_char(repaired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS repaired_at, repair_note,
+                    {adopted_from}
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut self.work)
@@ -410,7 +465,8 @@ impl Pg {
                 continue;
             }
             let statement = &statements[index];
-            self.record_failed(migration, statements.len(), index, &describe_error(&error))
+            // The transaction rolled back: no statement is done, whichever one failed.
+            self.record_failed(migration, statements.len(), 0, index, &describe_error(&error))
                 .await?;
             return Err(MigrateError::Statement {
                 version: migration.version,
@@ -446,7 +502,8 @@ impl Pg {
             let outcome = self.run_statement(migrator, migration, statement).await;
             if let Err(error) = outcome {
                 let _ = self.work.execute("RESET lock_timeout").await;
-                self.record_failed(migration, statements.len(), index, &error).await?;
+                self.record_failed(migration, statements.len(), index, index, &error)
+                    .await?;
                 return Err(MigrateError::Statement {
                     version: migration.version,
                     name: migration.name.clone(),
@@ -586,10 +643,12 @@ impl Pg {
         Ok(())
     }
 
+    /// Record that statement `index` failed with `done` statements committed before it.
     async fn record_failed(
         &mut self,
         migration: &Migration,
         total: usize,
+        done: usize,
         index: usize,
         error: &str,
     ) -> Result<(), MigrateError> {
@@ -603,7 +662,7 @@ impl Pg {
         .bind(&migration.name)
         .bind(migration.phase.as_str())
         .bind(&migration.checksum)
-        .bind(i32::try_from(index).unwrap_or(0))
+        .bind(i32::try_from(done).unwrap_or(0))
         .bind(i32::try_from(total).unwrap_or(i32::MAX))
         .bind(i32::try_from(index + 1).unwrap_or(i32::MAX))
         .bind(error)

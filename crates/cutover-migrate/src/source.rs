@@ -14,17 +14,14 @@
 //!
 //! Any other `-- cutover:` line, or a malformed value, stops the run with the file and line.
 
-use std::{
-    fmt,
-    future::Future,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{fmt, future::Future, path::Path, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 
-use crate::{MigrateError, lint};
+use crate::{
+    MigrateError, lint,
+    naming::{self, FileName, read_tree},
+};
 
 /// When a migration may run relative to a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -208,81 +205,38 @@ struct Pending {
 }
 
 impl MigrationSet {
-    /// Read every migration in `dir`. Files that do not end in `.sql` are ignored.
+    /// Read every migration in `dir`, in any of the layouts in [the crate docs](crate#migration-files):
+    /// `<version>_<name>.up.sql` files, `<version>_<name>/up.sql` directories (diesel) or
+    /// `V<version>__<name>.sql` files (Flyway, refinery). Other files are ignored.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, MigrateError> {
-        let dir = dir.as_ref();
-        let entries = std::fs::read_dir(dir).map_err(|source| MigrateError::Source {
-            origin: dir.display().to_string(),
-            line: None,
-            message: format!("cannot read the migrations directory: {source}"),
-        })?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|source| MigrateError::Source {
-                origin: dir.display().to_string(),
-                line: None,
-                message: source.to_string(),
-            })?;
-            let path: PathBuf = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("sql") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).map_err(|source| MigrateError::Source {
-                origin: path.display().to_string(),
-                line: None,
-                message: format!("cannot read: {source}"),
-            })?;
-            files.push((path.display().to_string(), text));
-        }
-        Self::from_files(files)
+        Self::from_files(read_tree(dir.as_ref(), "sql")?)
     }
 
-    /// Migrations from `(path, contents)` pairs.
+    /// Migrations from `(path, contents)` pairs, named as [`from_dir`](Self::from_dir) reads them
+    /// (a diesel `up.sql` is known by its directory: pass `dir/2024-01-31-101500_name/up.sql`).
     pub fn from_files(files: impl IntoIterator<Item = (String, String)>) -> Result<Self, MigrateError> {
         let mut pending: Vec<Pending> = Vec::new();
+        let mut outside_transaction: Vec<String> = Vec::new();
         for (origin, text) in files {
-            let file_name = origin.rsplit(['/', '\\']).next().unwrap_or(&origin).to_owned();
-            let (stem, is_down) = if let Some(stem) = file_name.strip_suffix(".up.sql") {
-                (stem, false)
-            } else if let Some(stem) = file_name.strip_suffix(".down.sql") {
-                (stem, true)
-            } else if let Some(stem) = file_name.strip_suffix(".sql") {
-                (stem, false)
-            } else {
+            if let Some(dir) = origin.strip_suffix("metadata.toml") {
+                // diesel's per-migration settings: only `run_in_transaction = false` matters.
+                let off = text
+                    .lines()
+                    .any(|line| line.replace(' ', "").trim() == "run_in_transaction=false");
+                if off {
+                    outside_transaction.push(dir.to_owned());
+                }
+                continue;
+            }
+            let Some(FileName { version, name, down }) = naming::classify(&origin, "sql")? else {
                 continue;
             };
-            if let Some((digits, _)) = stem.split_once('_')
-                && !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && digits.parse::<i64>().is_err()
-            {
-                return Err(MigrateError::Source {
-                    origin,
-                    line: None,
-                    message: format!(
-                        "version {digits} is too large: versions go up to {} ({} digits; a timestamp like 20261130154500 fits)",
-                        i64::MAX,
-                        i64::MAX.to_string().len()
-                    ),
-                });
-            }
-            let (version, name) = stem
-                .split_once('_')
-                .and_then(|(version, name)| Some((version.parse::<i64>().ok()?, name)))
-                .filter(|(version, name)| *version >= 0 && !name.is_empty())
-                .ok_or_else(|| MigrateError::Source {
-                    origin: origin.clone(),
-                    line: None,
-                    message:
-                        "expected a name like `<version>_<name>.up.sql` (for example `0003_add_preferences.up.sql`)"
-                            .to_owned(),
-                })?;
             let entry = match pending.iter_mut().find(|p| p.version == version) {
                 Some(entry) => entry,
                 None => {
                     pending.push(Pending {
                         version,
-                        name: name.to_owned(),
+                        name: name.clone(),
                         up: None,
                         down: None,
                     });
@@ -302,7 +256,7 @@ impl MigrationSet {
                     second: origin,
                 });
             }
-            let slot = if is_down { &mut entry.down } else { &mut entry.up };
+            let slot = if down { &mut entry.down } else { &mut entry.up };
             if let Some((first, _)) = slot {
                 return Err(MigrateError::DuplicateVersion {
                     version,
@@ -312,7 +266,6 @@ impl MigrationSet {
             }
             *slot = Some((origin, text));
         }
-
         let mut migrations = Vec::new();
         for entry in pending {
             let Some((origin, text)) = entry.up else {
@@ -323,13 +276,14 @@ impl MigrationSet {
                     message: "a down migration without its up migration".to_owned(),
                 });
             };
-            migrations.push(parse_migration(
-                entry.version,
-                entry.name,
-                origin,
-                text,
-                entry.down.map(|(_, t)| t),
-            )?);
+            let in_diesel_dir_without_transaction = outside_transaction
+                .iter()
+                .any(|dir| origin.strip_prefix(dir.as_str()) == Some("up.sql"));
+            let mut migration = parse_migration(entry.version, entry.name, origin, text, entry.down.map(|(_, t)| t))?;
+            if in_diesel_dir_without_transaction {
+                migration.transaction = TransactionMode::Off;
+            }
+            migrations.push(migration);
         }
         migrations.sort_by_key(|m| m.version);
         Ok(Self { migrations })
@@ -584,6 +538,41 @@ mod tests {
         assert!(
             error(&[("m/0001_a.up.sql", "-- cutover:backfill key=id\nSELECT 1;")]).contains("needs `table=<name>`")
         );
+    }
+
+    #[test]
+    fn reads_diesel_and_flyway_layouts_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let diesel = dir.path().join("2024-01-31-101500_create_users");
+        std::fs::create_dir(&diesel).unwrap();
+        std::fs::write(diesel.join("up.sql"), "CREATE TABLE users (id bigint);").unwrap();
+        std::fs::write(diesel.join("down.sql"), "DROP TABLE users;").unwrap();
+        let index = dir.path().join("2024-02-01-000000_index_users");
+        std::fs::create_dir(&index).unwrap();
+        std::fs::write(index.join("up.sql"), "CREATE INDEX CONCURRENTLY i ON users (id);").unwrap();
+        std::fs::write(index.join("metadata.toml"), "run_in_transaction = false\n").unwrap();
+        std::fs::write(
+            dir.path().join("V20240301000000__add_email.sql"),
+            "ALTER TABLE users ADD email text;",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let set = MigrationSet::from_dir(dir.path()).unwrap();
+        let found: Vec<(i64, &str, bool)> = set
+            .migrations()
+            .iter()
+            .map(|m| (m.version, m.name.as_str(), m.down.is_some()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (20_240_131_101_500, "create_users", true),
+                (20_240_201_000_000, "index_users", false),
+                (20_240_301_000_000, "add_email", false)
+            ]
+        );
+        assert_eq!(set.migrations()[0].transaction, TransactionMode::Auto);
+        assert_eq!(set.migrations()[1].transaction, TransactionMode::Off);
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub struct Statement {
     pub concurrent_index: Option<ConcurrentIndex>,
     /// Tables the statement locks (for the pre-flight check of long transactions).
     pub tables: Vec<String>,
+    /// For `ALTER TYPE ... ADD VALUE`: the value added, as written (`'archived'`). Before
+    /// PostgreSQL 12 the statement cannot run in a transaction; from 12 on it can, but the new
+    /// value cannot be used before the transaction commits.
+    pub added_enum_value: Option<String>,
+    /// For `CREATE TABLE`: the table it creates.
+    pub created_table: Option<String>,
 }
 
 /// A concurrent index build and what it builds.
@@ -65,9 +71,7 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, (usize, String)> {
             SyntaxKind::ALTER_TABLE if concurrently && has_node(SyntaxKind::DETACH_PARTITION) => {
                 Some("DETACH PARTITION CONCURRENTLY")
             }
-            // Before PostgreSQL 12 it cannot run in a transaction; after, the new value cannot
-            // be used until commit. Its own round-trip is right in both cases.
-            SyntaxKind::ALTER_TYPE if has_node(SyntaxKind::ADD_VALUE) => Some("ALTER TYPE ... ADD VALUE"),
+            // `ALTER TYPE ... ADD VALUE` depends on the server's version: see `added_enum_value`.
             SyntaxKind::VACUUM => Some("VACUUM"),
             SyntaxKind::CREATE_DATABASE => Some("CREATE DATABASE"),
             SyntaxKind::DROP_DATABASE => Some("DROP DATABASE"),
@@ -79,12 +83,25 @@ pub fn split(sql: &str) -> Result<Vec<Statement>, (usize, String)> {
             name: index_name(&words),
             if_not_exists: has(SyntaxKind::EXISTS_KW),
         });
+        let added_enum_value = (kind == SyntaxKind::ALTER_TYPE && has_node(SyntaxKind::ADD_VALUE))
+            .then(|| {
+                words
+                    .iter()
+                    .skip_while(|(kind, _)| *kind != SyntaxKind::VALUE_KW)
+                    .find(|(_, text)| text.starts_with('\''))
+                    .map(|(_, text)| text.clone())
+            })
+            .flatten();
         statements.push(Statement {
             line: line_of(sql, start),
             text,
             outside_transaction,
             concurrent_index,
             tables: tables(kind, &words),
+            added_enum_value,
+            created_table: (kind == SyntaxKind::CREATE_TABLE)
+                .then(|| table_after(&words, SyntaxKind::TABLE_KW))
+                .flatten(),
         });
     }
     Ok(statements)
@@ -143,7 +160,7 @@ fn table_after(words: &[(SyntaxKind, String)], keyword: SyntaxKind) -> Option<St
     while words.get(at).is_some_and(|(k, _)| {
         matches!(
             k,
-            SyntaxKind::IF_KW | SyntaxKind::EXISTS_KW | SyntaxKind::ONLY_KW | SyntaxKind::TABLE_KW
+            SyntaxKind::IF_KW | SyntaxKind::NOT_KW | SyntaxKind::EXISTS_KW | SyntaxKind::ONLY_KW | SyntaxKind::TABLE_KW
         )
     }) {
         at += 1;
@@ -193,19 +210,19 @@ mod tests {
     #[test]
     fn recognises_what_cannot_run_in_a_transaction() {
         let kinds: Vec<_> = split(
-            "DROP INDEX CONCURRENTLY IF EXISTS i;\nREINDEX INDEX CONCURRENTLY i;\nALTER TYPE s ADD VALUE 'x';\n\
+            "DROP INDEX CONCURRENTLY IF EXISTS i;\nREINDEX INDEX CONCURRENTLY i;\nALTER TYPE s ADD VALUE IF NOT EXISTS 'x' BEFORE 'y';\n\
              CREATE INDEX i2 ON t (a);\nALTER TABLE t ADD COLUMN c int;\nVACUUM t;",
         )
         .unwrap()
         .into_iter()
-        .map(|s| s.outside_transaction)
+        .map(|s| s.outside_transaction.or(s.added_enum_value.map(|v| if v == "'x'" { "added 'x'" } else { "other" })))
         .collect();
         assert_eq!(
             kinds,
             [
                 Some("DROP INDEX CONCURRENTLY"),
                 Some("REINDEX CONCURRENTLY"),
-                Some("ALTER TYPE ... ADD VALUE"),
+                Some("added 'x'"),
                 None,
                 None,
                 Some("VACUUM")
@@ -227,5 +244,9 @@ mod tests {
             split("ALTER TABLE IF EXISTS ONLY \"Users\" ADD COLUMN x int;\nUPDATE users SET a = 1;").unwrap();
         assert_eq!(statements[0].tables, ["Users"]);
         assert_eq!(statements[1].tables, ["users"]);
+        let created =
+            split("CREATE TABLE IF NOT EXISTS app.events (id bigint);\nCREATE TABLE \"Notes\" (id int);").unwrap();
+        assert_eq!(created[0].created_table.as_deref(), Some("app.events"));
+        assert_eq!(created[1].created_table.as_deref(), Some("Notes"));
     }
 }

@@ -17,8 +17,8 @@ use std::{
 
 use clap::{Parser, Subcommand};
 use cutover_migrate::{
-    BackupPolicy, Dialect, Event, MigrateError, MigrationSet, Migrator, Phase, PlannedMigration, Report, StatusEntry,
-    UpOptions, lint,
+    Adoption, BackupPolicy, Dialect, Event, ForeignTool, ImportOptions, LintPolicy, MigrateError, MigrationSet,
+    Migrator, Phase, PlannedMigration, Report, StatusEntry, UpOptions, lint,
     mongo::{self, MongoMigrationSet, MongoMigrator},
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -58,6 +58,16 @@ struct Cli {
     /// `lock_timeout` for each statement (e.g. 1s); a file's own directive wins.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, global = true)]
     lock_timeout: Duration,
+
+    /// The project's lint policy and baseline [default: cutover-migrate.toml in --source, when
+    /// it exists].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+
+    /// Accept a lint rule everywhere (`ban-drop-column`) or in some versions
+    /// (`ban-drop-column@136..=140`, `renaming-column@142`); repeatable.
+    #[arg(long = "allow", value_name = "RULE[@VERSIONS]", global = true)]
+    allow: Vec<String>,
 
     /// Log more (info level); RUST_LOG overrides.
     #[arg(long, short, global = true)]
@@ -132,6 +142,26 @@ enum Command {
     Restore {
         /// The `.dump` file.
         file: PathBuf,
+    },
+    /// Record migrations up to a version as applied without running them, for a database
+    /// migrated by hand or by a tool whose ledger is gone.
+    Baseline {
+        /// The last version the database already has [default: `baseline` in the config].
+        #[arg(long = "to")]
+        target: Option<i64>,
+        /// Why (recorded in the ledger).
+        #[arg(long, default_value = "adopted an existing database")]
+        note: String,
+    },
+    /// Adopt what sqlx, diesel, refinery or Flyway applied, from their ledger in the same
+    /// database (checksums compared where the tool kept comparable ones).
+    Import {
+        /// The tool [default: the one whose ledger is present].
+        #[arg(long, value_enum)]
+        from: Option<ForeignTool>,
+        /// Adopt migrations whose file changed since the other tool ran it, instead of refusing.
+        #[arg(long)]
+        accept_changed: bool,
     },
     /// Accept the current files: realign checksums in the ledger, recording why.
     Repair {
@@ -254,6 +284,20 @@ fn is_mongo_source(dir: &Path) -> Result<bool, MigrateError> {
     Ok(json > 0)
 }
 
+/// The lint policy: `--config` (or `cutover-migrate.toml` in --source), then `--allow` flags.
+fn policy(cli: &Cli) -> Result<LintPolicy, MigrateError> {
+    let default = cli.source.join(lint::POLICY_FILE);
+    let mut policy = match &cli.config {
+        Some(path) => LintPolicy::from_file(path)?,
+        None if default.is_file() => LintPolicy::from_file(&default)?,
+        None => LintPolicy::default(),
+    };
+    for spec in &cli.allow {
+        policy = policy.allow_spec(spec)?;
+    }
+    Ok(policy)
+}
+
 impl Backend {
     async fn open(cli: &Cli) -> Result<Self, MigrateError> {
         if is_mongo_source(&cli.source)? {
@@ -276,7 +320,8 @@ impl Backend {
         })?;
         let mut migrator = Migrator::new(MigrationSet::from_dir(&cli.source)?)
             .lock_wait(cli.lock_wait)
-            .lock_timeout(cli.lock_timeout);
+            .lock_timeout(cli.lock_timeout)
+            .lint_policy(policy(cli)?);
         if let Some(sink) = progress() {
             migrator = migrator.on_event(sink);
         }
@@ -318,6 +363,16 @@ impl Backend {
         }
     }
 
+    /// The SQL migrator and URL, for the commands MongoDB does not have yet.
+    fn sql_only(self, what: &str) -> Result<(Migrator, String), MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => Ok((migrator, url)),
+            Self::Mongo(..) => Err(MigrateError::Preflight(format!(
+                "{what} is for PostgreSQL and SQLite; MongoDB migrations cannot be adopted yet"
+            ))),
+        }
+    }
+
     /// The PostgreSQL URL, for the commands only PostgreSQL has.
     fn postgres_only(self, what: &str) -> Result<(Migrator, String), MigrateError> {
         match self {
@@ -343,7 +398,13 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                     let detail = entry
                         .ledger
                         .as_ref()
-                        .and_then(|l| l.error.clone())
+                        .and_then(|l| {
+                            l.error.clone().or_else(|| {
+                                l.adopted_from
+                                    .as_ref()
+                                    .map(|from| format!("adopted: {from}, not run here"))
+                            })
+                        })
                         .map(|e| format!("  ({e})"))
                         .unwrap_or_default();
                     out.push_str(&format!(
@@ -426,7 +487,9 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
                 Some(url) if url.starts_with("sqlite:") => Dialect::Sqlite,
                 _ => Dialect::Postgres,
             });
-            let report = Migrator::new(MigrationSet::from_dir(&cli.source)?).lint_all(pg_version, dialect)?;
+            let report = Migrator::new(MigrationSet::from_dir(&cli.source)?)
+                .lint_policy(policy(&cli)?)
+                .lint_all(pg_version, dialect)?;
             if dialect == Dialect::Sqlite {
                 let count = report.len();
                 print(cli.json, &report, || {
@@ -471,6 +534,25 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
             let (_, url) = Backend::open(&cli).await?.postgres_only("restore")?;
             cutover_migrate::backup::restore(&url, file).await?;
             print(cli.json, file, || format!("restored {}", file.display()));
+        }
+        Command::Baseline { target, ref note } => {
+            let target = match target {
+                Some(target) => target,
+                None => policy(&cli)?.baseline_version().ok_or_else(|| {
+                    MigrateError::Adoption(format!(
+                        "which version does the database have? pass --to <version>, or set `baseline` in {}",
+                        lint::POLICY_FILE
+                    ))
+                })?,
+            };
+            let (migrator, url) = Backend::open(&cli).await?.sql_only("baseline")?;
+            let adoption = migrator.baseline(&url, target, note).await?;
+            print(cli.json, &adoption, || adoption.to_string());
+        }
+        Command::Import { from, accept_changed } => {
+            let (migrator, url) = Backend::open(&cli).await?.sql_only("import")?;
+            let adoption: Adoption = migrator.import(&url, ImportOptions { from, accept_changed }).await?;
+            print(cli.json, &adoption, || adoption.to_string());
         }
         Command::Repair { ref note } => {
             let repaired = Backend::open(&cli).await?.repair(note).await?;

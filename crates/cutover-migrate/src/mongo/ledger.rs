@@ -70,6 +70,7 @@ fn entry(document: &Document) -> Option<LedgerEntry> {
         down_checksum: None,
         repaired_at: time(document, "repaired_at"),
         repair_note: text(document, "repair_note"),
+        adopted_from: text(document, "adopted_from"),
     })
 }
 

@@ -125,26 +125,10 @@ impl MongoMigrationSet {
         Self::default()
     }
 
-    /// Read every `.json` migration in `dir`; other files are ignored.
+    /// Read every `.json` migration in `dir`, in the layouts [`MigrationSet::from_dir`](crate::MigrationSet::from_dir)
+    /// reads; other files are ignored.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, MigrateError> {
-        let dir = dir.as_ref();
-        let source_error = |origin: &Path, message: String| MigrateError::Source {
-            origin: origin.display().to_string(),
-            line: None,
-            message,
-        };
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| source_error(dir, format!("cannot read the migrations directory: {e}")))?;
-        let mut files = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| source_error(dir, e.to_string()))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).map_err(|e| source_error(&path, format!("cannot read: {e}")))?;
-            files.push((path.display().to_string(), text));
-        }
-        Self::from_files(files)
+        Self::from_files(crate::naming::read_tree(dir.as_ref(), "json")?)
     }
 
     /// Migrations from `(path, contents)` pairs of `.up.json` / `.down.json` files.
@@ -152,27 +136,11 @@ impl MongoMigrationSet {
         let mut ups: Vec<(i64, String, String, String)> = Vec::new();
         let mut downs: Vec<(i64, String, String, String)> = Vec::new();
         for (origin, text) in files {
-            let file_name = origin.rsplit(['/', '\\']).next().unwrap_or(&origin).to_owned();
-            let (stem, list) = if let Some(stem) = file_name.strip_suffix(".up.json") {
-                (stem, &mut ups)
-            } else if let Some(stem) = file_name.strip_suffix(".down.json") {
-                (stem, &mut downs)
-            } else if let Some(stem) = file_name.strip_suffix(".json") {
-                (stem, &mut ups)
-            } else {
+            let Some(file) = crate::naming::classify(&origin, "json")? else {
                 continue;
             };
-            let (version, name) = stem
-                .split_once('_')
-                .and_then(|(version, name)| Some((version.parse::<i64>().ok()?, name.to_owned())))
-                .filter(|(version, name)| *version >= 0 && !name.is_empty())
-                .ok_or_else(|| MigrateError::Source {
-                    origin: origin.clone(),
-                    line: None,
-                    message:
-                        "expected a name like `<version>_<name>.up.json` (for example `0002_add_event_fields.up.json`)"
-                            .to_owned(),
-                })?;
+            let (version, name) = (file.version, file.name);
+            let list = if file.down { &mut downs } else { &mut ups };
             if let Some((_, _, first, _)) = list.iter().find(|(v, ..)| *v == version) {
                 return Err(MigrateError::DuplicateVersion {
                     version,

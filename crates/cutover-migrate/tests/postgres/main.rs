@@ -13,6 +13,8 @@ use std::{
 use cutover_tests::{assert_exit, assert_success, output_text, service_url, unique};
 use sqlx::{AssertSqlSafe, PgPool};
 
+mod adopt;
+
 /// A fresh database and a directory of migrations for it.
 struct Fixture {
     url: String,
@@ -917,5 +919,46 @@ async fn the_briefs_v1_3_0_migrations_apply_by_phase_and_revert() {
             .await,
         0
     );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
+async fn adding_an_enum_value_is_all_or_nothing_on_postgres_12_and_later() {
+    let fixture = Fixture::new().await;
+    fixture.write(
+        "0001_status.up.sql",
+        "CREATE TYPE status AS ENUM ('active');\nCREATE TABLE s (v status);",
+    );
+    assert_success(&fixture.run(&["up"]));
+    // Adds the value, then fails: the value must not stay behind.
+    fixture.write(
+        "0002_archived.up.sql",
+        "ALTER TYPE status ADD VALUE 'archived' AFTER 'active';\nALTER TABLE s ADD COLUMN note text;\nALTER TABLE missing ADD COLUMN x int;",
+    );
+    let plan = output_text(&fixture.run(&["plan"]));
+    assert!(plan.contains("0002") || plan.contains("archived"), "{plan}");
+    assert!(plan.contains(" transaction"), "planned as one transaction: {plan}");
+    let message = assert_exit(1, &fixture.run(&["up"]));
+    assert!(message.contains("0002_archived.up.sql:3"), "{message}");
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_enum WHERE enumlabel = 'archived'")
+            .await,
+        0,
+        "rolled back with the rest of the migration"
+    );
+    // A file that uses the new value commits it first, statement by statement.
+    fixture.write(
+        "0002_archived.up.sql",
+        "ALTER TYPE status ADD VALUE 'archived' AFTER 'active';\nINSERT INTO s VALUES ('archived');",
+    );
+    let plan = output_text(&fixture.run(&["plan"]));
+    assert!(
+        plan.contains("per-statement (line 2 uses the enum value 'archived' added at line 1"),
+        "{plan}"
+    );
+    // (The failed transactional run committed nothing: the per-statement retry starts at 1.)
+    assert_success(&fixture.run(&["up"]));
+    assert_eq!(fixture.scalar("SELECT count(*) FROM s WHERE v = 'archived'").await, 1);
     fixture.drop_database().await;
 }

@@ -135,3 +135,95 @@ fn lint_judges_sqlite_files_as_up_does() {
     let message = cutover_tests::assert_exit(1, &postgres);
     assert!(message.contains("require-concurrent-index-creation"), "{message}");
 }
+
+#[tokio::test]
+async fn a_failing_statement_is_reported_at_its_own_line_and_rolled_back() {
+    let (url, path) = url();
+    let set = MigrationSet::from_files([(
+        "m/0001_init.up.sql".to_owned(),
+        "-- two tables, a trigger, then a mistake\nCREATE TABLE a (id INTEGER PRIMARY KEY, note TEXT DEFAULT 'x;y');\n\n\
+         CREATE TRIGGER a_touch AFTER INSERT ON a BEGIN\n  UPDATE a SET note = 'z' WHERE id = new.id;\nEND;\n\
+         INSERT INTO a (id) VALUES (1);\nINSERT INTO missing VALUES (1);\n"
+            .to_owned(),
+    )])
+    .unwrap();
+    let error = Migrator::new(set)
+        .up(&url, &UpOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("m/0001_init.up.sql:8"), "{error}");
+    assert!(error.contains("no such table: missing"), "{error}");
+    let pool = SqlitePool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'a'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0, "the migration's transaction rolled back");
+    pool.close().await;
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_sqlx_is_imported_then_baselined_further() {
+    let (url, path) = url();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_a.sql"),
+        "CREATE TABLE a (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_b.sql"),
+        "CREATE TABLE b (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    let pool = SqlitePool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+    sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    // Migration 3 was applied by hand; 4 is new.
+    sqlx::raw_sql("CREATE TABLE c (id INTEGER PRIMARY KEY);")
+        .execute(&pool)
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.path().join("0003_c.sql"),
+        "CREATE TABLE c (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0004_d.sql"),
+        "CREATE TABLE d (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    let migrator = Migrator::new(MigrationSet::from_dir(dir.path()).unwrap());
+
+    let imported = migrator
+        .import(&url, cutover_migrate::ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (imported.source.as_str(), imported.adopted.as_slice()),
+        ("sqlx", &[1, 2][..])
+    );
+    assert_eq!(imported.checksums_verified, 2);
+    let baselined = migrator.baseline(&url, 3, "created c by hand").await.unwrap();
+    assert_eq!(baselined.adopted, [3]);
+    assert_eq!(baselined.already_recorded, [1, 2]);
+    assert_eq!(migrator.up(&url, &UpOptions::default()).await.unwrap().applied, [4]);
+    let sources: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT adopted_from FROM _cutover_migrations ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        sources,
+        [Some("sqlx".into()), Some("sqlx".into()), Some("baseline".into()), None]
+    );
+    pool.close().await;
+    let _ = std::fs::remove_file(path);
+}

@@ -1,6 +1,12 @@
 //! The lint run before anything is applied: squawk's rules for lock-heavy DDL, plus a few of
 //! our own. A finding stops the migration unless the file allows that rule by name
-//! (`-- cutover:allow <rule>`), and every finding says what to do instead.
+//! (`-- cutover:allow <rule>`) or the project's [`LintPolicy`] does, and every finding says what
+//! to do instead.
+//!
+//! Not findings: anything in a migration at or below the policy's baseline (history), and
+//! statements that only touch tables created earlier in the same migration (no other session
+//! can hold or wait for a lock on a table it cannot see yet). A statement on a new table that
+//! references another (`REFERENCES`) is still judged: the foreign key locks the other table.
 
 use std::str::FromStr;
 
@@ -8,6 +14,10 @@ use squawk_linter::{Linter, Rule, Version};
 use squawk_syntax::SourceFile;
 
 use crate::{Migration, statements};
+
+mod policy;
+
+pub use policy::{LintPolicy, POLICY_FILE, VersionRange};
 
 /// Squawk rules about style rather than locks or compatibility: left to taste.
 const STYLE_RULES: &[Rule] = &[
@@ -72,11 +82,14 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// Lint one migration against PostgreSQL `server_major`.
-pub fn lint(migration: &Migration, server_major: u32, runs_in_transaction: bool) -> Vec<Finding> {
+/// Lint one migration against PostgreSQL `server_major`, under `policy`.
+pub fn lint(migration: &Migration, server_major: u32, runs_in_transaction: bool, policy: &LintPolicy) -> Vec<Finding> {
     let Some(sql) = migration.sql() else {
         return Vec::new();
     };
+    if policy.is_history(migration.version) {
+        return Vec::new();
+    }
     let parse = SourceFile::parse(sql);
     let mut linter = Linter::with_rules(&[], STYLE_RULES);
     if let Ok(version) = Version::from_str(&server_major.to_string()) {
@@ -93,37 +106,51 @@ pub fn lint(migration: &Migration, server_major: u32, runs_in_transaction: bool)
                 version: migration.version,
                 origin: migration.origin.clone(),
                 line: line_of(usize::from(violation.text_range.start())),
-                allowed: migration.allow.contains(&rule),
+                allowed: migration.allow.contains(&rule) || policy.allows(&rule, migration.version),
                 rule,
                 message: violation.message,
                 help: violation.help,
             }
         })
         .collect();
-    findings.extend(own_rules(migration, sql));
+    findings.extend(own_rules(migration, sql, policy));
+    if let Ok(statements) = statements::split(sql) {
+        findings.retain(|finding| !only_touches_new_tables(&statements, finding.line));
+    }
     findings.sort_by_key(|f| f.line);
     findings
 }
 
-fn own_rules(migration: &Migration, sql: &str) -> Vec<Finding> {
+/// Whether the statement at `line` only touches tables created by it or earlier in the same
+/// migration, and references no other table.
+fn only_touches_new_tables(statements: &[statements::Statement], line: usize) -> bool {
+    let Some(at) = statements.iter().rposition(|s| s.line <= line) else {
+        return false;
+    };
+    let statement = &statements[at];
+    let created: Vec<&str> = statements[..=at]
+        .iter()
+        .filter_map(|s| s.created_table.as_deref())
+        .collect();
+    let touched: Vec<&str> = statement
+        .tables
+        .iter()
+        .map(String::as_str)
+        .chain(statement.created_table.as_deref())
+        .collect();
+    let references_another = statement
+        .text
+        .to_ascii_uppercase()
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word == "REFERENCES");
+    !touched.is_empty() && touched.iter().all(|table| created.contains(table)) && !references_another
+}
+
+fn own_rules(migration: &Migration, sql: &str, policy: &LintPolicy) -> Vec<Finding> {
     let Ok(statements) = statements::split(sql) else {
         return Vec::new();
     };
-    let created: Vec<String> = statements
-        .iter()
-        .filter_map(|s| {
-            let upper = s.text.to_ascii_uppercase();
-            upper.starts_with("CREATE TABLE").then(|| {
-                let rest = s.text["CREATE TABLE".len()..].trim_start();
-                let rest = rest.strip_prefix("IF NOT EXISTS").map_or(rest, str::trim_start);
-                rest.split(|c: char| c.is_whitespace() || c == '(')
-                    .next()
-                    .unwrap_or("")
-                    .trim_matches('"')
-                    .to_owned()
-            })
-        })
-        .collect();
+    let created: Vec<String> = statements.iter().filter_map(|s| s.created_table.clone()).collect();
     let mut findings = Vec::new();
     let finding = |statement: &statements::Statement, rule: &str, message: String, help: &str| Finding {
         version: migration.version,
@@ -132,7 +159,7 @@ fn own_rules(migration: &Migration, sql: &str) -> Vec<Finding> {
         rule: rule.to_owned(),
         message,
         help: Some(help.to_owned()),
-        allowed: migration.allow.iter().any(|r| r == rule),
+        allowed: migration.allow.iter().any(|r| r == rule) || policy.allows(rule, migration.version),
     };
     for statement in &statements {
         let upper = statement.text.to_ascii_uppercase();
@@ -194,7 +221,7 @@ mod tests {
 
     fn lint_file(name: &str, sql: &str) -> Vec<Finding> {
         let set = MigrationSet::from_files([(format!("m/{name}"), sql.to_owned())]).unwrap();
-        lint(&set.migrations()[0], 15, true)
+        lint(&set.migrations()[0], 15, true, &LintPolicy::default())
     }
 
     #[test]
@@ -225,6 +252,61 @@ mod tests {
             "CREATE TABLE t (id bigint PRIMARY KEY, a text);\nCREATE INDEX t_a ON t (a);",
         );
         assert!(findings.iter().all(|f| f.allowed), "{findings:?}");
+    }
+
+    #[test]
+    fn statements_on_tables_created_in_the_same_migration_are_not_findings() {
+        let rules = |sql: &str| -> Vec<String> {
+            lint_file("0004_new.up.sql", sql)
+                .into_iter()
+                .filter(|f| !f.allowed)
+                .map(|f| f.rule)
+                .collect()
+        };
+        let fresh = "CREATE TABLE events (a int, meta json);\n\
+                     ALTER TABLE events ADD COLUMN id serial PRIMARY KEY;\n\
+                     ALTER TABLE events ALTER COLUMN a SET NOT NULL;\n\
+                     UPDATE events SET a = 1;";
+        assert_eq!(rules(fresh), Vec::<String>::new());
+        // The same statements on an existing table are findings.
+        let existing = "ALTER TABLE users ADD COLUMN id2 serial PRIMARY KEY;\nALTER TABLE users ADD COLUMN meta json;";
+        let found = rules(existing);
+        assert!(
+            found.contains(&"adding-serial-primary-key-field".to_owned()),
+            "{found:?}"
+        );
+        assert!(found.contains(&"json-column".to_owned()), "{found:?}");
+        // A foreign key from a new table still locks the table it references: never dropped.
+        let foreign = statements::split(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint);\n\
+             ALTER TABLE orders ADD CONSTRAINT orders_user FOREIGN KEY (user_id) REFERENCES users (id);",
+        )
+        .unwrap();
+        assert!(!only_touches_new_tables(&foreign, 2));
+        assert!(only_touches_new_tables(&foreign, 1));
+        let found = rules("ALTER TABLE orders ADD CONSTRAINT orders_user FOREIGN KEY (user_id) REFERENCES users (id);");
+        assert!(found.contains(&"adding-foreign-key-constraint".to_owned()), "{found:?}");
+    }
+
+    #[test]
+    fn the_policy_allows_rules_by_range_and_skips_history() {
+        let set = MigrationSet::from_files([(
+            "m/0140_drop.up.sql".to_owned(),
+            "ALTER TABLE users DROP COLUMN legacy;".to_owned(),
+        )])
+        .unwrap();
+        let migration = &set.migrations()[0];
+        let refused = |policy: &LintPolicy| lint(migration, 15, true, policy).into_iter().any(|f| !f.allowed);
+        assert!(refused(&LintPolicy::default()));
+        assert!(!refused(
+            &LintPolicy::default().allow_spec("ban-drop-column@136..=140").unwrap()
+        ));
+        assert!(refused(
+            &LintPolicy::default().allow_spec("ban-drop-column@141..").unwrap()
+        ));
+        assert!(!refused(&LintPolicy::default().allow("ban-drop-column")));
+        assert!(lint(migration, 15, true, &LintPolicy::default().baseline(140)).is_empty());
+        assert!(!lint(migration, 15, true, &LintPolicy::default().baseline(139)).is_empty());
     }
 
     #[test]

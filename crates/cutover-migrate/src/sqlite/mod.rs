@@ -22,16 +22,40 @@ pub(crate) struct Lite {
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
-fn statement_error(migration: &Migration, step: usize, error: &sqlx::Error) -> MigrateError {
-    MigrateError::Statement {
+mod statements;
+
+/// The database's message for `error`.
+fn message(error: &sqlx::Error) -> String {
+    error
+        .as_database_error()
+        .map_or_else(|| error.to_string(), |e| e.message().to_owned())
+}
+
+/// Run `sql` one statement at a time on `connection`, so a failure names its statement's line:
+/// `failed(step, line, message)` builds the error.
+async fn run_script(
+    connection: &mut SqliteConnection,
+    sql: &str,
+    failed: impl Fn(usize, usize, String) -> MigrateError,
+) -> Result<(), MigrateError> {
+    for (index, statement) in statements::split(sql).into_iter().enumerate() {
+        connection
+            .execute(sqlx::raw_sql(AssertSqlSafe(statement.text.to_owned())))
+            .await
+            .map_err(|error| failed(index + 1, statement.line, message(&error)))?;
+    }
+    Ok(())
+}
+
+/// A failure of `migration`'s statement `step`, at `line` of its file.
+fn statement_failed(migration: &Migration) -> impl Fn(usize, usize, String) -> MigrateError + '_ {
+    move |step, line, message| MigrateError::Statement {
         version: migration.version,
         name: migration.name.clone(),
         step,
         origin: migration.origin.clone(),
-        line: 0,
-        message: error
-            .as_database_error()
-            .map_or_else(|| error.to_string(), |e| e.message().to_owned()),
+        line,
+        message,
     }
 }
 
@@ -68,29 +92,81 @@ impl Lite {
                 down_sql TEXT,
                 down_checksum TEXT,
                 repaired_at TEXT,
-                repair_note TEXT
+                repair_note TEXT,
+                adopted_from TEXT
             )"
         );
         self.connection
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
-        // Ledgers written before down SQL carried a checksum.
-        let has_column: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) > 0 FROM pragma_table_info('{LEDGER_TABLE}') WHERE name = 'down_checksum'"
-        )))
-        .fetch_one(&mut self.connection)
-        .await
-        .map_err(MigrateError::db("cannot read the ledger table"))?;
-        if !has_column {
-            self.connection
-                .execute(AssertSqlSafe(format!(
-                    "ALTER TABLE {LEDGER_TABLE} ADD COLUMN down_checksum TEXT"
-                )))
-                .await
-                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+        // Ledgers written before down SQL carried a checksum, or before adoption was recorded.
+        for column in ["down_checksum", "adopted_from"] {
+            if !self.has_ledger_column(column).await? {
+                self.connection
+                    .execute(AssertSqlSafe(format!(
+                        "ALTER TABLE {LEDGER_TABLE} ADD COLUMN {column} TEXT"
+                    )))
+                    .await
+                    .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+            }
         }
         Ok(())
+    }
+
+    async fn has_ledger_column(&mut self, column: &str) -> Result<bool, MigrateError> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('{LEDGER_TABLE}') WHERE name = ?1"
+        )))
+        .bind(column)
+        .fetch_one(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger table"))
+    }
+
+    /// Whether `table` exists.
+    pub(crate) async fn table_exists(&mut self, table: &str) -> Result<bool, MigrateError> {
+        sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(table)
+            .fetch_one(&mut self.connection)
+            .await
+            .map_err(MigrateError::db(format!("cannot look for the table {table}")))
+    }
+
+    /// Another tool's ledger rows.
+    pub(crate) async fn foreign_rows(&mut self, sql: &str) -> Result<Vec<crate::adopt::ForeignRow>, MigrateError> {
+        sqlx::query_as(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut self.connection)
+            .await
+            .map_err(MigrateError::db("cannot read the other tool's ledger"))
+    }
+
+    /// Record `migration` as applied without running it; `false` when the ledger has it already.
+    pub(crate) async fn adopt(
+        &mut self,
+        migration: &Migration,
+        source: &str,
+        note: &str,
+    ) -> Result<bool, MigrateError> {
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, installed_by, finished_at, duration_ms,
+                                         down_sql, down_checksum, adopted_from, repair_note)
+             VALUES (?1, ?2, ?3, ?4, 'applied', ?5, {NOW}, 0, ?6, ?7, ?8, ?9)
+             ON CONFLICT (version) DO NOTHING"
+        )))
+        .bind(migration.version)
+        .bind(&migration.name)
+        .bind(migration.phase.as_str())
+        .bind(&migration.checksum)
+        .bind(runner_id())
+        .bind(&migration.down)
+        .bind(crate::ledger::down_checksum(migration))
+        .bind(source)
+        .bind(note)
+        .execute(&mut self.connection)
+        .await
+        .map_err(MigrateError::db("cannot record an adopted migration"))?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
@@ -103,21 +179,21 @@ impl Lite {
         if exists.is_none() {
             return Ok(Vec::new());
         }
-        // A ledger from before down checksums is read as it is; `up` upgrades it.
-        let has_down_checksum: bool = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) > 0 FROM pragma_table_info('{LEDGER_TABLE}') WHERE name = 'down_checksum'"
-        )))
-        .fetch_one(&mut self.connection)
-        .await
-        .map_err(MigrateError::db("cannot read the ledger"))?;
-        let down_checksum = if has_down_checksum {
+        // An older ledger is read as it is; `up` upgrades it.
+        let down_checksum = if self.has_ledger_column("down_checksum").await? {
             "down_checksum"
         } else {
             "NULL AS down_checksum"
         };
+        let adopted_from = if self.has_ledger_column("adopted_from").await? {
+            "adopted_from"
+        } else {
+            "NULL AS adopted_from"
+        };
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done, steps_total, done_checksum, checkpoint, failed_step, error,
-                    installed_by, started_at, finished_at, duration_ms, down_sql, {down_checksum}, repaired_at, repair_note
+                    installed_by, started_at, finished_at, duration_ms, down_sql, {down_checksum}, repaired_at, repair_note,
+                    {adopted_from}
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut self.connection)
@@ -215,9 +291,8 @@ impl Lite {
             if self.applied_already(migration.version).await? {
                 return Ok(false);
             }
-            let sql = migration.sql().unwrap_or_default().to_owned();
-            if let Err(error) = self.connection.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await {
-                let failure = statement_error(migration, 1, &error);
+            let sql = migration.sql().unwrap_or_default();
+            if let Err(failure) = run_script(&mut self.connection, sql, statement_failed(migration)).await {
                 self.record(migration, "failed", 0, started, Some(&failure.to_string()))
                     .await?;
                 return Err(failure);
@@ -236,10 +311,7 @@ impl Lite {
             }
             match &migration.up {
                 Body::Sql(sql) => {
-                    self.connection
-                        .execute(sqlx::raw_sql(AssertSqlSafe(sql.clone())))
-                        .await
-                        .map_err(|e| statement_error(migration, 1, &e))?;
+                    run_script(&mut self.connection, sql, statement_failed(migration)).await?;
                 }
                 Body::Rust(code) => {
                     let mut connection = crate::Connection::Sqlite(&mut self.connection);
@@ -405,11 +477,11 @@ impl Lite {
             .execute(&mut self.connection)
             .await
             .map_err(|e| {
-                statement_error(
-                    migration,
-                    usize::try_from(checkpoint.batches + 1).unwrap_or(usize::MAX),
-                    &e,
-                )
+                let line = statements::split(migration.sql().unwrap_or_default())
+                    .first()
+                    .map_or(1, |s| s.line);
+                let batch = usize::try_from(checkpoint.batches + 1).unwrap_or(usize::MAX);
+                statement_failed(migration)(batch, line, message(&e))
             })?
             .rows_affected();
         let next = Checkpoint {
@@ -449,17 +521,17 @@ impl Lite {
             .await
             .map_err(MigrateError::db("cannot take the write lock"))?;
         let outcome = async {
-            self.connection
-                .execute(sqlx::raw_sql(AssertSqlSafe(down.to_owned())))
-                .await
-                .map_err(|e| MigrateError::Statement {
+            run_script(&mut self.connection, down, |step, line, message| {
+                MigrateError::Statement {
                     version: entry.version,
                     name: entry.name.clone(),
-                    step: 1,
+                    step,
                     origin: format!("down of migration {}", entry.version),
-                    line: 0,
-                    message: e.to_string(),
-                })?;
+                    line,
+                    message,
+                }
+            })
+            .await?;
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = ?1")))
                 .bind(entry.version)
                 .execute(&mut self.connection)
