@@ -16,6 +16,26 @@ pub fn embed_migrations(input: TokenStream) -> TokenStream {
     }
 }
 
+/// The path of `cutover_migrate` as the caller reaches it: `cutover_migrate::embed_migrations!`
+/// forwards `$crate, "dir"` (so the expansion also works through `cutover::migrate`); called
+/// directly with only the literal, `::cutover_migrate`.
+fn split_crate_path(input: TokenStream) -> (TokenStream, TokenStream) {
+    let tokens: Vec<TokenTree> = input.into_iter().collect();
+    match tokens
+        .iter()
+        .position(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+    {
+        Some(comma) => (
+            tokens[..comma].iter().cloned().collect(),
+            tokens[comma + 1..].iter().cloned().collect(),
+        ),
+        None => (
+            "::cutover_migrate".parse().unwrap_or_default(),
+            tokens.into_iter().collect(),
+        ),
+    }
+}
+
 fn literal(input: TokenStream) -> Result<String, String> {
     let mut tokens = input.into_iter();
     let token = match tokens.next() {
@@ -34,6 +54,7 @@ fn literal(input: TokenStream) -> Result<String, String> {
 }
 
 fn expand(input: TokenStream) -> Result<TokenStream, String> {
+    let (krate, input) = split_crate_path(input);
     let relative = literal(input)?;
     let manifest = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| "CARGO_MANIFEST_DIR is not set".to_owned())?;
     let dir = std::path::Path::new(&manifest).join(&relative);
@@ -46,8 +67,8 @@ fn expand(input: TokenStream) -> Result<TokenStream, String> {
                 dir.display()
             ));
         }
-        (true, false) => ("::cutover_migrate::mongo::MongoMigrationSet", json),
-        _ => ("::cutover_migrate::MigrationSet", sql),
+        (true, false) => ("::mongo::MongoMigrationSet", json),
+        _ => ("::MigrationSet", sql),
     };
     let mut pairs = String::new();
     for path in files {
@@ -62,9 +83,12 @@ fn expand(input: TokenStream) -> Result<TokenStream, String> {
             path.display().to_string()
         ));
     }
-    format!("{set}::from_files(::std::vec![{pairs}])")
+    let call: TokenStream = format!("{set}::from_files(::std::vec![{pairs}])")
         .parse()
-        .map_err(|error| format!("embed_migrations!: {error}"))
+        .map_err(|error| format!("embed_migrations!: {error}"))?;
+    let mut expansion = krate;
+    expansion.extend(call);
+    Ok(expansion)
 }
 
 /// The files of `dir` ending in `.{extension}`, and the `up`, `down` and `metadata.toml` files of

@@ -159,7 +159,12 @@ impl Migrator {
     /// println!("{adoption}"); // recorded 135 migration(s) as applied (baseline; versions 1 to 135)
     /// # Ok(()) }
     /// ```
-    pub async fn baseline(&self, url: &str, version: i64, note: &str) -> Result<Adoption, MigrateError> {
+    pub async fn baseline(
+        &self,
+        target: impl Into<crate::Target<'_>>,
+        version: i64,
+        note: &str,
+    ) -> Result<Adoption, MigrateError> {
         let chosen: Vec<&Migration> = self.set.migrations().iter().filter(|m| m.version <= version).collect();
         if chosen.is_empty() {
             return Err(MigrateError::Adoption(format!(
@@ -170,7 +175,7 @@ impl Migrator {
                     .map_or_else(|| "(none: the directory is empty)".to_owned(), |m| m.label())
             )));
         }
-        let mut backend = Backend::connect(url, true).await?;
+        let mut backend = Backend::connect(target.into(), true).await?;
         backend.lock(self).await?;
         let result = async {
             backend.ensure_ledger().await?;
@@ -194,8 +199,12 @@ impl Migrator {
     /// checksum where it kept a comparable one. Refused before writing anything when the other
     /// tool applied a version no file has, recorded a failure, or (without
     /// [`ImportOptions::accept_changed`]) ran a different text than the file holds now.
-    pub async fn import(&self, url: &str, options: ImportOptions) -> Result<Adoption, MigrateError> {
-        let mut backend = Backend::connect(url, true).await?;
+    pub async fn import(
+        &self,
+        target: impl Into<crate::Target<'_>>,
+        options: ImportOptions,
+    ) -> Result<Adoption, MigrateError> {
+        let mut backend = Backend::connect(target.into(), true).await?;
         backend.lock(self).await?;
         let result = async {
             let tool = match options.from {

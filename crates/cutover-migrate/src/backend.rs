@@ -14,10 +14,24 @@ pub(crate) enum Backend {
 }
 
 impl Backend {
-    pub(crate) async fn connect(url: &str, for_writing: bool) -> Result<Self, MigrateError> {
-        let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
+    pub(crate) async fn connect(target: crate::Target<'_>, for_writing: bool) -> Result<Self, MigrateError> {
         #[cfg(not(feature = "postgres"))]
         let _ = for_writing;
+        let url = match target {
+            crate::Target::Url(url) => url,
+            #[cfg(feature = "postgres")]
+            crate::Target::Postgres(pool) => {
+                let options = (*pool.connect_options()).clone();
+                return Ok(Self::Postgres(Box::new(
+                    crate::postgres::Pg::connect_with(options, for_writing).await?,
+                )));
+            }
+            #[cfg(feature = "sqlite")]
+            crate::Target::Sqlite(pool) => {
+                return Ok(Self::Sqlite(Box::new(crate::sqlite::Lite::from_pool(pool).await?)));
+            }
+        };
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
         match scheme {
             #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Ok(Self::Postgres(Box::new(

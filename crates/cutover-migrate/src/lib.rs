@@ -79,14 +79,17 @@
 //!   without editing history; its `baseline` marks the migrations that are history, never
 //!   linted, so a fresh database (a new environment, CI) still builds from version 1.
 //!
-//! //! # Feature flags
+//! # Feature flags
 //!
 //! | feature | enables |
 //! | --- | --- |
 //! | `postgres` (default) | the PostgreSQL backend |
 //! | `sqlite` (default) | the SQLite backend |
-//! | `mongodb` (default) | the MongoDB backend ([`mongo`]) |
-//! | `cli` (default) | the `cutover-migrate` binary |
+//! | `mongodb` | the MongoDB backend ([`mongo`]) |
+//! | `cli` | the `cutover-migrate` binary (`cargo install cutover-migrate --features cli`), with every backend |
+//!
+//! The defaults are what a service migrating at start-up needs: no MongoDB driver, argument
+//! parser or progress bars unless asked for.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The shared model (ledger, phases, checksums) still lives with the SQL runner.
@@ -103,7 +106,7 @@ mod backfill;
 #[cfg(feature = "postgres")]
 pub mod backup;
 mod error;
-pub mod ledger;
+mod ledger;
 pub mod lint;
 mod migrator;
 #[cfg(feature = "mongodb")]
@@ -114,7 +117,8 @@ mod postgres;
 mod source;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-pub mod statements;
+mod statements;
+mod target;
 
 /// Embed a directory of migrations in the binary at compile time: the migration files of the
 /// directory (relative to the calling crate's `Cargo.toml`, in any layout of [the file
@@ -137,15 +141,28 @@ pub mod statements;
 /// assert_eq!(set.migrations().len(), 1);
 /// # Ok::<(), cutover_migrate::MigrateError>(())
 /// ```
-pub use cutover_migrate_macros::embed_migrations;
+#[macro_export]
+macro_rules! embed_migrations {
+    ($dir:literal) => {
+        $crate::__embed_migrations!($crate, $dir)
+    };
+}
+
+#[doc(hidden)]
+pub use cutover_migrate_macros::embed_migrations as __embed_migrations;
 
 pub use adopt::{Adoption, ForeignTool, ImportOptions};
 pub use error::MigrateError;
+pub use ledger::{LEDGER_TABLE, LedgerEntry, State as LedgerState};
 pub use lint::{LintPolicy, VersionRange};
 pub use migrator::{
-    BackupPolicy, Dialect, Event, Migrator, PlannedMigration, Report, SqlCheck, StatusEntry, UpOptions,
+    ApplyMode, BackupPolicy, Dialect, Event, MigrationState, Migrator, PlannedMigration, Report, SqlCheck, StatusEntry,
+    UpOptions,
 };
-pub use source::{BackfillSpec, Body, Migration, MigrationSet, Phase, RustMigration, TransactionMode, checksum};
+pub use source::{
+    BackfillSpec, Body, Migration, MigrationPhase, MigrationSet, Phase, RustMigration, TransactionMode, checksum,
+};
+pub use target::Target;
 
 /// An error type that can hold any error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -167,6 +167,82 @@ impl UpOptions {
     }
 }
 
+/// Where a migration stands, joining its file with the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum MigrationState {
+    /// Not in the ledger: `up` would run it.
+    Pending,
+    /// Applied (or adopted, see [`LedgerEntry::adopted_from`](crate::LedgerEntry::adopted_from)).
+    Applied,
+    /// Being applied, or its runner died; the next run resumes it.
+    Running,
+    /// A step failed; the next run retries it.
+    Failed,
+    /// Applied, but the file changed since (its checksum differs).
+    Changed,
+    /// In the ledger, but no file has it.
+    Missing,
+}
+
+impl MigrationState {
+    /// `"pending"`, `"applied"`, `"running"`, `"failed"`, `"changed"` or `"missing"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Changed => "changed",
+            Self::Missing => "missing",
+        }
+    }
+}
+
+impl fmt::Display for MigrationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How `up` runs a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ApplyMode {
+    /// In one transaction with its ledger row.
+    Transaction,
+    /// One statement per round-trip, progress recorded after each (see
+    /// [`PlannedMigration::reason`]).
+    PerStatement,
+    /// In keyset batches, each in its own transaction with the checkpoint.
+    Backfill,
+    /// Rust code, in one transaction.
+    Rust,
+    /// MongoDB operations, one at a time, each resumable.
+    Operations,
+}
+
+impl ApplyMode {
+    /// `"transaction"`, `"per-statement"`, `"backfill"`, `"rust"` or `"operations"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Transaction => "transaction",
+            Self::PerStatement => "per-statement",
+            Self::Backfill => "backfill",
+            Self::Rust => "rust",
+            Self::Operations => "operations",
+        }
+    }
+}
+
+impl fmt::Display for ApplyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where each migration stands.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusEntry {
@@ -176,8 +252,8 @@ pub struct StatusEntry {
     pub name: String,
     /// Phase (from the file, or the ledger for missing files).
     pub phase: String,
-    /// `pending`, `applied`, `running`, `failed`, `changed` (checksum mismatch) or `missing`.
-    pub state: String,
+    /// Where it stands.
+    pub state: MigrationState,
     /// The file's checksum, or the ledger's for a missing file.
     pub checksum: String,
     /// The ledger row, if the database has one.
@@ -193,8 +269,8 @@ pub struct PlannedMigration {
     pub name: String,
     /// Phase.
     pub phase: Phase,
-    /// `transaction`, `per-statement`, `backfill` or `rust`.
-    pub mode: &'static str,
+    /// How it runs.
+    pub mode: ApplyMode,
     /// Why it is not transactional, when it is not.
     pub reason: Option<String>,
     /// Statements in it.
@@ -409,15 +485,19 @@ impl Migrator {
     }
 
     /// Where every migration stands. Read-only.
-    pub async fn status(&self, url: &str) -> Result<Vec<StatusEntry>, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(url, false).await?;
+    pub async fn status(&self, target: impl Into<crate::Target<'_>>) -> Result<Vec<StatusEntry>, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(target.into(), false).await?;
         let ledger = backend.ledger().await?;
         Ok(status(self.set.migrations(), &ledger))
     }
 
     /// What `up` would do, with the lint's findings. Read-only.
-    pub async fn plan(&self, url: &str, options: &UpOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(url, false).await?;
+    pub async fn plan(
+        &self,
+        target: impl Into<crate::Target<'_>>,
+        options: &UpOptions,
+    ) -> Result<Vec<PlannedMigration>, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(target.into(), false).await?;
         let ledger = backend.ledger().await?;
         validate(&self.set, &ledger)?;
         let major = backend.server_major().await?;
@@ -471,15 +551,16 @@ impl Migrator {
 
     /// Apply pending migrations. Many runners may call this at once: one applies, the others
     /// wait for its lock and then find nothing to do.
-    pub async fn up(&self, url: &str, options: &UpOptions) -> Result<Report, MigrateError> {
+    pub async fn up(&self, target: impl Into<crate::Target<'_>>, options: &UpOptions) -> Result<Report, MigrateError> {
+        let target = target.into();
         if options.dry_run {
-            let plan = self.plan(url, options).await?;
+            let plan = self.plan(target, options).await?;
             return Ok(Report {
                 applied: plan.iter().map(|m| m.version).collect(),
                 ..Report::default()
             });
         }
-        let mut backend = crate::backend::Backend::connect(url, true).await?;
+        let mut backend = crate::backend::Backend::connect(target, true).await?;
         // Everything is validated and linted before the lock: a broken file never makes other
         // runners wait.
         let before = backend.ledger().await?;
@@ -509,7 +590,7 @@ impl Migrator {
 
         backend.lock(self).await?;
         let result = self
-            .up_locked(&mut backend, options, &pending_before, &mut report, url)
+            .up_locked(&mut backend, options, &pending_before, &mut report, target.url())
             .await;
         backend.unlock().await;
         result.map(|()| report)
@@ -521,7 +602,7 @@ impl Migrator {
         options: &UpOptions,
         pending_before: &[&Migration],
         report: &mut Report,
-        url: &str,
+        url: Option<&str>,
     ) -> Result<(), MigrateError> {
         backend.ensure_ledger().await?;
         // Re-read under the lock: a runner that waited usually finds nothing left to do.
@@ -541,6 +622,11 @@ impl Migrator {
         let major = backend.server_major().await?;
         #[cfg(feature = "postgres")]
         if let Some(policy) = &self.backup {
+            let url = url.ok_or_else(|| {
+                MigrateError::Backup(
+                    "backups run pg_dump, which needs the database URL: migrate through the URL to take one".to_owned(),
+                )
+            })?;
             report.backup = Some(crate::backup::backup(url, policy, pending[0].version).await?);
         }
         #[cfg(not(feature = "postgres"))]
@@ -565,7 +651,9 @@ impl Migrator {
                         && policy.restore_on_failure
                     {
                         tracing::warn!(dump = %dump.display(), "restoring the backup after a failed migration (writes since the dump are lost)");
-                        crate::backup::restore(url, dump).await?;
+                        if let Some(url) = url {
+                            crate::backup::restore(url, dump).await?;
+                        }
                     }
                     return Err(error);
                 }
@@ -592,8 +680,8 @@ impl Migrator {
     /// stored in the ledger is used instead, only if it still matches the checksum stored with
     /// it, and the report's warnings say so. Every down is found and checked before anything
     /// is reverted.
-    pub async fn down(&self, url: &str, target: i64) -> Result<Report, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(url, true).await?;
+    pub async fn down(&self, database: impl Into<crate::Target<'_>>, target: i64) -> Result<Report, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(database.into(), true).await?;
         backend.lock(self).await?;
         let result = async {
             let ledger = backend.ledger().await?;
@@ -632,8 +720,8 @@ impl Migrator {
     /// versions realigned. Nothing else changes: failed entries stay as they are, and `up`
     /// retries them (a transactional migration from its start, one run statement by statement
     /// from its failed statement).
-    pub async fn repair(&self, url: &str, note: &str) -> Result<Vec<i64>, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(url, true).await?;
+    pub async fn repair(&self, target: impl Into<crate::Target<'_>>, note: &str) -> Result<Vec<i64>, MigrateError> {
+        let mut backend = crate::backend::Backend::connect(target.into(), true).await?;
         backend.lock(self).await?;
         let result = async {
             backend.ensure_ledger().await?;
@@ -770,10 +858,10 @@ fn plan_one(
 ) -> Result<PlannedMigration, MigrateError> {
     let prepared = prepare(migration, dialect, major)?;
     let mode = match (&migration.up, &migration.backfill, prepared.transactional) {
-        (crate::source::Body::Rust(_), _, _) => "rust",
-        (_, Some(_), _) => "backfill",
-        (_, None, true) => "transaction",
-        (_, None, false) => "per-statement",
+        (crate::source::Body::Rust(_), _, _) => ApplyMode::Rust,
+        (_, Some(_), _) => ApplyMode::Backfill,
+        (_, None, true) => ApplyMode::Transaction,
+        (_, None, false) => ApplyMode::PerStatement,
     };
     let resume_at = ledger
         .iter()
@@ -902,15 +990,19 @@ pub(crate) fn status<M: Identity>(migrations: &[M], ledger: &[LedgerEntry]) -> V
             let checksum = migration.checksum();
             let row = ledger.iter().find(|e| e.version == migration.version()).cloned();
             let state = match &row {
-                None => "pending",
-                Some(row) if row.checksum != checksum => "changed",
-                Some(row) => row.state.as_str(),
+                None => MigrationState::Pending,
+                Some(row) if row.checksum != checksum => MigrationState::Changed,
+                Some(row) => match row.state {
+                    State::Applied => MigrationState::Applied,
+                    State::Running => MigrationState::Running,
+                    State::Failed => MigrationState::Failed,
+                },
             };
             StatusEntry {
                 version: migration.version(),
                 name: migration.name().to_owned(),
                 phase: migration.phase().to_string(),
-                state: state.to_owned(),
+                state,
                 checksum,
                 ledger: row,
             }
@@ -924,7 +1016,7 @@ pub(crate) fn status<M: Identity>(migrations: &[M], ledger: &[LedgerEntry]) -> V
             version: row.version,
             name: row.name.clone(),
             phase: row.phase.clone(),
-            state: "missing".to_owned(),
+            state: MigrationState::Missing,
             checksum: row.checksum.clone(),
             ledger: Some(row.clone()),
         });
@@ -933,7 +1025,7 @@ pub(crate) fn status<M: Identity>(migrations: &[M], ledger: &[LedgerEntry]) -> V
     entries
 }
 
-impl FromStr for Phase {
+impl FromStr for crate::MigrationPhase {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {

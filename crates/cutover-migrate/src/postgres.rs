@@ -68,14 +68,23 @@ pub(crate) fn millis_literal(duration: Duration) -> String {
 impl Pg {
     pub(crate) async fn connect(url: &str, with_lock: bool) -> Result<Self, MigrateError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| MigrateError::UnsupportedUrl(format!("{}: {e}", crate::redact_url(url))))?
-            .application_name("cutover-migrate");
+            .map_err(|e| MigrateError::UnsupportedUrl(format!("{}: {e}", crate::redact_url(url))))?;
+        Self::connect_with(options, with_lock).await
+    }
+
+    /// Connections of its own with `options` (a pool's, when migrating through one): the
+    /// session settings and the advisory lock never reach a pooled connection.
+    pub(crate) async fn connect_with(options: PgConnectOptions, with_lock: bool) -> Result<Self, MigrateError> {
+        let options = options.application_name("cutover-migrate");
+        let shown = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
         let work = PgConnection::connect_with(&options)
             .await
-            .map_err(MigrateError::db(format!(
-                "cannot connect to {}",
-                crate::redact_url(url)
-            )))?;
+            .map_err(MigrateError::db(format!("cannot connect to {shown}")))?;
         let lock = if with_lock {
             // Its own connection, never a pooled one: the advisory lock belongs to a session.
             let mut lock = PgConnection::connect_with(&options.clone().application_name("cutover-migrate-lock"))

@@ -26,7 +26,7 @@ use crate::{
 /// When a migration may run relative to a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Phase {
+pub enum MigrationPhase {
     /// Additive, backward-compatible changes: safe before the new version rolls out.
     Expand,
     /// Data changes in batches (usually after expand, while both versions run).
@@ -35,7 +35,11 @@ pub enum Phase {
     Contract,
 }
 
-impl Phase {
+/// [`MigrationPhase`] under its first name (it is not `cutover::Phase`, the lifecycle of a
+/// service).
+pub type Phase = MigrationPhase;
+
+impl MigrationPhase {
     /// `"expand"`, `"backfill"` or `"contract"`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -55,7 +59,7 @@ impl Phase {
     }
 }
 
-impl fmt::Display for Phase {
+impl fmt::Display for MigrationPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -6,32 +6,32 @@ use squawk_syntax::{SourceFile, SyntaxKind, SyntaxToken, ast::AstNode};
 
 /// One SQL statement of a migration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
+pub(crate) struct Statement {
     /// The statement's text, as written (without the text between statements).
-    pub text: String,
+    pub(crate) text: String,
     /// 1-based line where it starts in the file.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Why it cannot run inside a transaction, if it cannot.
-    pub outside_transaction: Option<&'static str>,
+    pub(crate) outside_transaction: Option<&'static str>,
     /// For `CREATE INDEX CONCURRENTLY`: the index name, needed to detect an INVALID leftover.
-    pub concurrent_index: Option<ConcurrentIndex>,
+    pub(crate) concurrent_index: Option<ConcurrentIndex>,
     /// Tables the statement locks (for the pre-flight check of long transactions).
-    pub tables: Vec<String>,
+    pub(crate) tables: Vec<String>,
     /// For `ALTER TYPE ... ADD VALUE`: the value added, as written (`'archived'`). Before
     /// PostgreSQL 12 the statement cannot run in a transaction; from 12 on it can, but the new
     /// value cannot be used before the transaction commits.
-    pub added_enum_value: Option<String>,
+    pub(crate) added_enum_value: Option<String>,
     /// For `CREATE TABLE`: the table it creates.
-    pub created_table: Option<String>,
+    pub(crate) created_table: Option<String>,
 }
 
 /// A concurrent index build and what it builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConcurrentIndex {
+pub(crate) struct ConcurrentIndex {
     /// The index name (`None` when the statement does not name it, which the runner refuses).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Whether the statement says `IF NOT EXISTS`.
-    pub if_not_exists: bool,
+    pub(crate) if_not_exists: bool,
 }
 
 fn line_of(sql: &str, offset: usize) -> usize {
@@ -39,7 +39,7 @@ fn line_of(sql: &str, offset: usize) -> usize {
 }
 
 /// Split `sql` into statements. Fails with the line of the first syntax error.
-pub fn split(sql: &str) -> Result<Vec<Statement>, (usize, String)> {
+pub(crate) fn split(sql: &str) -> Result<Vec<Statement>, (usize, String)> {
     let parse = SourceFile::parse(sql);
     if let Some(error) = parse.errors().first() {
         let offset = usize::from(error.range().start());

@@ -119,6 +119,21 @@ pub use cutover_health as health;
 #[doc(inline)]
 pub use cutover_shutdown as shutdown;
 
+/// The migration runner: lock-safe, resumable migrations for PostgreSQL, SQLite and MongoDB
+/// (the `cutover-migrate` crate; feature `migrate` with `postgres` and/or `sqlite`).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), cutover::migrate::MigrateError> {
+/// use cutover::migrate::{Migrator, UpOptions};
+///
+/// let migrations = cutover::migrate::embed_migrations!("../cutover-migrate/examples/migrations")?;
+/// Migrator::new(migrations).up("postgres://app@db/app", &UpOptions::default()).await?;
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "migrate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
+pub use cutover_migrate as migrate;
+
 /// API versions negotiated and transformed: see [`cutover_versioning`].
 #[cfg(feature = "versioning")]
 #[doc(inline)]

@@ -55,16 +55,16 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     tracing::info!(version = %config.service_version, environment = %config.environment, "starting api-service");
     let dependencies = Dependencies::connect(&config).await?;
     let health = dependencies.health(&config)?;
-    let (store, migration_url, migration_set, phases) = match (&dependencies.postgres, &config.database_url) {
-        (Some(pool), Some(url)) => (
+    let (store, migration_target, migration_set, phases) = match &dependencies.postgres {
+        Some(pool) => (
             users::UserStore::Postgres(pool.clone()),
-            url.clone(),
+            migrations::Database::Postgres(pool.clone()),
             migrations::postgres()?,
             vec![cutover_migrate::Phase::Expand],
         ),
-        _ => (
+        None => (
             users::UserStore::Sqlite(dependencies.sqlite.clone()),
-            format!("sqlite://{}", config.sqlite_path.display()),
+            migrations::Database::Sqlite(dependencies.sqlite.clone()),
             migrations::sqlite()?,
             vec![cutover_migrate::Phase::Expand, cutover_migrate::Phase::Backfill],
         ),
@@ -76,7 +76,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let router = app::inject_errors(router, config.inject_error_rate);
     let sqlite = dependencies.sqlite.clone();
 
-    let migrator = migrations::Startup::new(migration_url, migration_set, phases);
+    let migrator = migrations::Startup::new(migration_target, migration_set, phases);
     let mut service = Service::builder(router)
         .service_version(&config.service_version)
         .prometheus()

@@ -24,16 +24,26 @@ pub fn sqlite() -> Result<MigrationSet, MigrateError> {
 /// the database could not be reached ([`MigrateError::is_transient`]).
 #[derive(Debug, Clone)]
 pub struct Startup {
-    url: String,
+    database: Database,
     migrator: Migrator,
     options: UpOptions,
 }
 
+/// The pool the service already holds: the migrations run through it (on PostgreSQL, on
+/// connections of their own opened with the pool's options).
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+    /// The embedded SQLite database.
+    Sqlite(sqlx::SqlitePool),
+}
+
 impl Startup {
-    /// Apply `set`'s migrations of `phases` to `url`.
-    pub fn new(url: String, set: MigrationSet, phases: Vec<Phase>) -> Self {
+    /// Apply `set`'s migrations of `phases` to `database`.
+    pub fn new(database: Database, set: MigrationSet, phases: Vec<Phase>) -> Self {
         Self {
-            url,
+            database,
             migrator: Migrator::new(set),
             options: UpOptions {
                 phases: Some(phases),
@@ -44,7 +54,10 @@ impl Startup {
 
     /// One attempt.
     pub async fn apply(self) -> Result<(), MigrateError> {
-        let report = self.migrator.up(&self.url, &self.options).await?;
+        let report = match &self.database {
+            Database::Postgres(pool) => self.migrator.up(pool, &self.options).await?,
+            Database::Sqlite(pool) => self.migrator.up(pool, &self.options).await?,
+        };
         tracing::info!(%report, "migrations up to date");
         Ok(())
     }

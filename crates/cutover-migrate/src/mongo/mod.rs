@@ -170,7 +170,7 @@ impl MongoMigrator {
                 version: migration.version,
                 name: migration.name.clone(),
                 phase: migration.phase,
-                mode: "operations",
+                mode: crate::ApplyMode::Operations,
                 reason: None,
                 statements: migration.operations().len(),
                 resume_at: resume_at(migration, &entries),

@@ -17,7 +17,34 @@ use crate::{
 };
 
 pub(crate) struct Lite {
-    connection: SqliteConnection,
+    connection: LiteConnection,
+}
+
+/// A connection of the runner's own, or one borrowed from the application's pool (for the
+/// run; it goes back to the pool when the run ends, with no session setting changed).
+enum LiteConnection {
+    Own(SqliteConnection),
+    Pooled(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
+impl std::ops::Deref for LiteConnection {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            Self::Own(connection) => connection,
+            Self::Pooled(connection) => connection,
+        }
+    }
+}
+
+impl std::ops::DerefMut for LiteConnection {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            Self::Own(connection) => connection,
+            Self::Pooled(connection) => connection,
+        }
+    }
 }
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
@@ -68,7 +95,20 @@ impl Lite {
         let connection = SqliteConnection::connect_with(&options)
             .await
             .map_err(MigrateError::db(format!("cannot open {url}")))?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection: LiteConnection::Own(connection),
+        })
+    }
+
+    /// A connection borrowed from `pool` for the run.
+    pub(crate) async fn from_pool(pool: &sqlx::SqlitePool) -> Result<Self, MigrateError> {
+        let connection = pool
+            .acquire()
+            .await
+            .map_err(MigrateError::db("cannot take a connection from the SQLite pool"))?;
+        Ok(Self {
+            connection: LiteConnection::Pooled(connection),
+        })
     }
 
     pub(crate) async fn ensure_ledger(&mut self) -> Result<(), MigrateError> {
@@ -119,7 +159,7 @@ impl Lite {
             "SELECT count(*) > 0 FROM pragma_table_info('{LEDGER_TABLE}') WHERE name = ?1"
         )))
         .bind(column)
-        .fetch_one(&mut self.connection)
+        .fetch_one(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot read the ledger table"))
     }
@@ -128,7 +168,7 @@ impl Lite {
     pub(crate) async fn table_exists(&mut self, table: &str) -> Result<bool, MigrateError> {
         sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1")
             .bind(table)
-            .fetch_one(&mut self.connection)
+            .fetch_one(&mut *self.connection)
             .await
             .map_err(MigrateError::db(format!("cannot look for the table {table}")))
     }
@@ -136,7 +176,7 @@ impl Lite {
     /// Another tool's ledger rows.
     pub(crate) async fn foreign_rows(&mut self, sql: &str) -> Result<Vec<crate::adopt::ForeignRow>, MigrateError> {
         sqlx::query_as(AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut self.connection)
+            .fetch_all(&mut *self.connection)
             .await
             .map_err(MigrateError::db("cannot read the other tool's ledger"))
     }
@@ -163,7 +203,7 @@ impl Lite {
         .bind(crate::ledger::down_checksum(migration))
         .bind(source)
         .bind(note)
-        .execute(&mut self.connection)
+        .execute(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot record an adopted migration"))?;
         Ok(inserted.rows_affected() == 1)
@@ -173,7 +213,7 @@ impl Lite {
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
                 .bind(LEDGER_TABLE)
-                .fetch_optional(&mut self.connection)
+                .fetch_optional(&mut *self.connection)
                 .await
                 .map_err(MigrateError::db("cannot read the ledger"))?;
         if exists.is_none() {
@@ -196,14 +236,14 @@ impl Lite {
                     {adopted_from}
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
-        .fetch_all(&mut self.connection)
+        .fetch_all(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot read the ledger"))
     }
 
     pub(crate) async fn check(&mut self, check: &SqlCheck) -> Result<bool, MigrateError> {
         sqlx::query_scalar::<_, bool>(AssertSqlSafe(check.sql.clone()))
-            .fetch_one(&mut self.connection)
+            .fetch_one(&mut *self.connection)
             .await
             .map_err(MigrateError::db(format!("check `{}`", check.name)))
     }
@@ -231,7 +271,7 @@ impl Lite {
             "SELECT state FROM {LEDGER_TABLE} WHERE version = ?1"
         )))
         .bind(version)
-        .fetch_optional(&mut self.connection)
+        .fetch_optional(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot read the ledger"))?;
         Ok(state.as_deref() == Some("applied"))
@@ -263,7 +303,7 @@ impl Lite {
         .bind(&migration.down)
         .bind(error)
         .bind(crate::ledger::down_checksum(migration))
-        .execute(&mut self.connection)
+        .execute(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot record the migration"))?;
         Ok(())
@@ -409,7 +449,7 @@ impl Lite {
                 "SELECT steps_done FROM {LEDGER_TABLE} WHERE version = ?1"
             )))
             .bind(migration.version)
-            .fetch_optional(&mut self.connection)
+            .fetch_optional(&mut *self.connection)
             .await
             .map_err(MigrateError::db("cannot read the ledger"))?;
             self.record(migration, "applied", batches.unwrap_or(0), started, None)
@@ -435,7 +475,7 @@ impl Lite {
             "SELECT state, checkpoint FROM {LEDGER_TABLE} WHERE version = ?1"
         )))
         .bind(migration.version)
-        .fetch_optional(&mut self.connection)
+        .fetch_optional(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot read the checkpoint"))?;
         if row.as_ref().is_some_and(|(state, _)| state == "applied") {
@@ -449,7 +489,7 @@ impl Lite {
             None => {
                 let (min, max): (Option<i64>, Option<i64>) =
                     sqlx::query_as(AssertSqlSafe(format!("SELECT min({key}), max({key}) FROM {table}")))
-                        .fetch_one(&mut self.connection)
+                        .fetch_one(&mut *self.connection)
                         .await
                         .map_err(MigrateError::db(format!("cannot read the key range of {table}")))?;
                 Checkpoint {
@@ -467,14 +507,14 @@ impl Lite {
         let hi: Option<i64> = sqlx::query_scalar(AssertSqlSafe(next_key.to_owned()))
             .bind(checkpoint.last)
             .bind(checkpoint.upper)
-            .fetch_optional(&mut self.connection)
+            .fetch_optional(&mut *self.connection)
             .await
             .map_err(MigrateError::db("cannot find the next batch"))?;
         let hi = hi.unwrap_or(checkpoint.upper);
         let changed = sqlx::query(AssertSqlSafe(statement.to_owned()))
             .bind(checkpoint.last)
             .bind(hi)
-            .execute(&mut self.connection)
+            .execute(&mut *self.connection)
             .await
             .map_err(|e| {
                 let line = statements::split(migration.sql().unwrap_or_default())
@@ -509,7 +549,7 @@ impl Lite {
         .bind(runner_id())
         .bind(&migration.down)
         .bind(crate::ledger::down_checksum(migration))
-        .execute(&mut self.connection)
+        .execute(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot record the checkpoint"))?;
         Ok(())
@@ -534,7 +574,7 @@ impl Lite {
             .await?;
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = ?1")))
                 .bind(entry.version)
-                .execute(&mut self.connection)
+                .execute(&mut *self.connection)
                 .await
                 .map_err(MigrateError::db("cannot update the ledger"))?;
             Ok(())
@@ -561,7 +601,7 @@ impl Lite {
         .bind(version)
         .bind(checksum)
         .bind(note)
-        .execute(&mut self.connection)
+        .execute(&mut *self.connection)
         .await
         .map_err(MigrateError::db("cannot repair the ledger"))?;
         Ok(())

@@ -19,8 +19,7 @@ use std::{
 };
 
 use cutover_migrate::{
-    MigrateError, Phase, UpOptions,
-    ledger::State,
+    LedgerState as State, MigrateError, Phase, UpOptions,
     mongo::{
         self, AddFields, Batching, CopyDocuments, CreateCollection, Index, LEDGER_COLLECTION, LOCK_COLLECTION,
         MongoMigration, MongoMigrationSet, MongoMigrator, Operation, SetValidation, ValidationAction, ValidationLevel,

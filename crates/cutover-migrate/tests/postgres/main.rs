@@ -962,3 +962,48 @@ async fn adding_an_enum_value_is_all_or_nothing_on_postgres_12_and_later() {
     assert_eq!(fixture.scalar("SELECT count(*) FROM s WHERE v = 'archived'").await, 1);
     fixture.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_pool_the_application_holds_is_migrated_without_leaving_session_state_in_it() {
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", CREATE_TABLE);
+    fixture.write("0002_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&fixture.url)
+        .await
+        .unwrap();
+    let migrator = cutover_migrate::Migrator::new(cutover_migrate::MigrationSet::from_dir(&fixture.dir).unwrap())
+        .lock_timeout(Duration::from_millis(750));
+    let report = migrator
+        .up(&pool, &cutover_migrate::UpOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.applied, [1, 2]);
+    // The pool's one connection: no lock_timeout of the runner's, no advisory lock held.
+    let lock_timeout: String = sqlx::query_scalar("SHOW lock_timeout").fetch_one(&pool).await.unwrap();
+    assert_eq!(lock_timeout, "0");
+    assert_eq!(advisory_locks(&fixture).await, 0);
+    let status = migrator.status(&pool).await.unwrap();
+    assert!(
+        status
+            .iter()
+            .all(|s| s.state == cutover_migrate::MigrationState::Applied),
+        "{status:?}"
+    );
+    // Backups need pg_dump, which needs the URL: refused with why, before anything runs.
+    fixture.write("0003_more.up.sql", "ALTER TABLE t ADD COLUMN c int;");
+    let with_backup = cutover_migrate::Migrator::new(cutover_migrate::MigrationSet::from_dir(&fixture.dir).unwrap())
+        .backups(cutover_migrate::BackupPolicy::new(fixture.dir.join("backups")));
+    let error = with_backup
+        .up(&pool, &cutover_migrate::UpOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("backups run pg_dump, which needs the database URL"),
+        "{error}"
+    );
+    pool.close().await;
+    fixture.drop_database().await;
+}

@@ -77,7 +77,12 @@ async fn backfill_checksums_and_down_work_as_on_postgres() {
     assert_eq!(filled, 2500);
 
     let status = migrator.status(&url).await.unwrap();
-    assert!(status.iter().all(|s| s.state == "applied"), "{status:?}");
+    assert!(
+        status
+            .iter()
+            .all(|s| s.state == cutover_migrate::MigrationState::Applied),
+        "{status:?}"
+    );
 
     let changed = MigrationSet::from_files([(
         "m/0001_create_users.up.sql".to_owned(),
@@ -226,4 +231,30 @@ async fn a_database_migrated_by_sqlx_is_imported_then_baselined_further() {
     );
     pool.close().await;
     let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn an_in_memory_pool_the_application_holds_is_migrated_through_the_pool() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let migrator = Migrator::new(example());
+    let report = migrator.up(&pool, &UpOptions::default()).await.unwrap();
+    assert_eq!(report.applied.len(), example().migrations().len());
+    // The application's own connection sees the schema: the same in-memory database.
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = '_cutover_migrations'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 1);
+    assert!(
+        migrator
+            .up(&pool, &UpOptions::default())
+            .await
+            .unwrap()
+            .applied
+            .is_empty()
+    );
 }
