@@ -13,7 +13,12 @@ use std::{collections::BTreeMap, fmt};
 use serde::Serialize;
 use sha2::{Digest, Sha384};
 
-use crate::{MigrateError, Migration, Migrator, backend::Backend, migrator::Dialect};
+use crate::{
+    MigrateError, Migration, Migrator,
+    engine::Backend,
+    migrator::Dialect,
+    sql::{SqlBackend, SqlSession, with_sql_session},
+};
 
 /// A migration tool whose ledger [`Migrator::import`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,22 +180,20 @@ impl Migrator {
                     .map_or_else(|| "(none: the directory is empty)".to_owned(), |m| m.label())
             )));
         }
-        let mut backend = Backend::connect(target.into(), true).await?;
-        backend.lock(self).await?;
-        let result = async {
-            backend.ensure_ledger().await?;
-            let mut adoption = Adoption {
-                source: "baseline".to_owned(),
-                ..Adoption::default()
-            };
-            let note = format!("baseline: {note}");
-            let chosen: Vec<(&Migration, String)> = chosen.into_iter().map(|m| (m, note.clone())).collect();
-            record(&mut backend, &chosen, "baseline", &mut adoption).await?;
-            Ok(adoption)
-        }
-        .await;
-        backend.unlock().await;
-        result
+        let note = format!("baseline: {note}");
+        let chosen: Vec<(&Migration, String)> = chosen.into_iter().map(|m| (m, note.clone())).collect();
+        with_sql_session!(SqlSession::open(self, target.into(), true).await?, |session| {
+            locked(&mut session, async |backend| {
+                backend.ensure_ledger().await?;
+                let mut adoption = Adoption {
+                    source: "baseline".to_owned(),
+                    ..Adoption::default()
+                };
+                record(backend, &chosen, "baseline", &mut adoption).await?;
+                Ok(adoption)
+            })
+            .await
+        })
     }
 
     /// Adopt what another tool applied, from its ledger in the same database: sqlx, diesel,
@@ -204,42 +207,56 @@ impl Migrator {
         target: impl Into<crate::Target<'_>>,
         options: ImportOptions,
     ) -> Result<Adoption, MigrateError> {
-        let mut backend = Backend::connect(target.into(), true).await?;
-        backend.lock(self).await?;
-        let result = async {
-            let tool = match options.from {
-                Some(tool) => {
-                    if !backend.table_exists(tool.table()).await? {
-                        return Err(MigrateError::Adoption(format!(
-                            "no {tool} ledger here: the table {} does not exist",
-                            tool.table()
-                        )));
-                    }
-                    tool
+        with_sql_session!(SqlSession::open(self, target.into(), true).await?, |session| {
+            locked(&mut session, async |backend| self.import_locked(backend, options).await).await
+        })
+    }
+
+    async fn import_locked<B: SqlBackend>(
+        &self,
+        backend: &mut B,
+        options: ImportOptions,
+    ) -> Result<Adoption, MigrateError> {
+        let tool = match options.from {
+            Some(tool) => {
+                if !backend.table_exists(tool.table()).await? {
+                    return Err(MigrateError::Adoption(format!(
+                        "no {tool} ledger here: the table {} does not exist",
+                        tool.table()
+                    )));
                 }
-                None => detect(&mut backend).await?,
-            };
-            let rows = backend.foreign_rows(&tool.query(backend.dialect())).await?;
-            let plan = plan_import(self, tool, &rows, options.accept_changed)?;
-            backend.ensure_ledger().await?;
-            let mut adoption = Adoption {
-                source: tool.as_str().to_owned(),
-                checksums_verified: plan.verified,
-                warnings: plan.warnings,
-                ..Adoption::default()
-            };
-            record(&mut backend, &plan.adopt, tool.as_str(), &mut adoption).await?;
-            Ok(adoption)
-        }
-        .await;
-        backend.unlock().await;
-        result
+                tool
+            }
+            None => detect(backend).await?,
+        };
+        let rows = backend.foreign_rows(&tool.query(backend.dialect())).await?;
+        let plan = plan_import(self, tool, &rows, options.accept_changed)?;
+        backend.ensure_ledger().await?;
+        let mut adoption = Adoption {
+            source: tool.as_str().to_owned(),
+            checksums_verified: plan.verified,
+            warnings: plan.warnings,
+            ..Adoption::default()
+        };
+        record(backend, &plan.adopt, tool.as_str(), &mut adoption).await?;
+        Ok(adoption)
     }
 }
 
+/// Run `work` under the backend's lock, releasing it whatever the outcome.
+async fn locked<B: SqlBackend, T>(
+    backend: &mut B,
+    work: impl AsyncFnOnce(&mut B) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    backend.lock().await?;
+    let result = work(backend).await;
+    backend.unlock().await;
+    result
+}
+
 /// Write the ledger rows, noting in `adoption` which versions were there already.
-async fn record(
-    backend: &mut Backend,
+async fn record<B: SqlBackend>(
+    backend: &mut B,
     migrations: &[(&Migration, String)],
     source: &str,
     adoption: &mut Adoption,
@@ -255,7 +272,7 @@ async fn record(
 }
 
 /// The one tool whose ledger is present.
-async fn detect(backend: &mut Backend) -> Result<ForeignTool, MigrateError> {
+async fn detect<B: SqlBackend>(backend: &mut B) -> Result<ForeignTool, MigrateError> {
     let mut present = Vec::new();
     for tool in ForeignTool::ALL {
         if backend.table_exists(tool.table()).await? {

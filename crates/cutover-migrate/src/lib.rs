@@ -100,11 +100,11 @@ compile_error!(
 );
 
 mod adopt;
-mod backend;
 #[cfg(feature = "postgres")]
 mod backfill;
 #[cfg(feature = "postgres")]
 pub mod backup;
+mod engine;
 mod error;
 mod ledger;
 pub mod lint;
@@ -115,6 +115,7 @@ mod naming;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod source;
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod statements;

@@ -6,9 +6,11 @@ use serde::Serialize;
 
 use crate::{
     Migration, MigrationSet, Phase, TransactionMode,
+    engine::{self, Backend, Identity},
     error::MigrateError,
     ledger::{LedgerEntry, State},
     lint::{self, Finding, LintPolicy},
+    sql::{SqlSession, with_sql_session},
     statements::{self, Statement},
 };
 
@@ -486,9 +488,9 @@ impl Migrator {
 
     /// Where every migration stands. Read-only.
     pub async fn status(&self, target: impl Into<crate::Target<'_>>) -> Result<Vec<StatusEntry>, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(target.into(), false).await?;
-        let ledger = backend.ledger().await?;
-        Ok(status(self.set.migrations(), &ledger))
+        with_sql_session!(SqlSession::open(self, target.into(), false).await?, |session| {
+            Ok(engine::status(self.set.migrations(), &session.ledger().await?))
+        })
     }
 
     /// What `up` would do, with the lint's findings. Read-only.
@@ -497,15 +499,9 @@ impl Migrator {
         target: impl Into<crate::Target<'_>>,
         options: &UpOptions,
     ) -> Result<Vec<PlannedMigration>, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(target.into(), false).await?;
-        let ledger = backend.ledger().await?;
-        validate(&self.set, &ledger)?;
-        let major = backend.server_major().await?;
-        let dialect = backend.dialect();
-        self.pending(&ledger, options)
-            .into_iter()
-            .map(|migration| plan_one(migration, &ledger, major, dialect, &self.lint_policy))
-            .collect()
+        with_sql_session!(SqlSession::open(self, target.into(), false).await?, |session| {
+            engine::plan(&mut session, self.set.migrations(), options).await
+        })
     }
 
     /// Lint every migration (pending or not) without a database, as `up` would for `dialect`:
@@ -520,199 +516,25 @@ impl Migrator {
             .collect()
     }
 
-    fn skipped_phase(&self, ledger: &[LedgerEntry], options: &UpOptions) -> Vec<i64> {
-        self.set
-            .migrations()
-            .iter()
-            .filter(|m| !options.includes(m.phase))
-            .filter(|m| {
-                !ledger
-                    .iter()
-                    .any(|e| e.version == m.version && e.state == State::Applied)
-            })
-            .map(|m| m.version)
-            .collect()
-    }
-
-    fn pending<'a>(&'a self, ledger: &[LedgerEntry], options: &UpOptions) -> Vec<&'a Migration> {
-        self.set
-            .migrations()
-            .iter()
-            .filter(|m| options.target.is_none_or(|target| m.version <= target))
-            .filter(|m| options.includes(m.phase))
-            .filter(|m| {
-                ledger
-                    .iter()
-                    .find(|entry| entry.version == m.version)
-                    .is_none_or(|entry| entry.state != State::Applied)
-            })
-            .collect()
-    }
-
     /// Apply pending migrations. Many runners may call this at once: one applies, the others
     /// wait for its lock and then find nothing to do.
     pub async fn up(&self, target: impl Into<crate::Target<'_>>, options: &UpOptions) -> Result<Report, MigrateError> {
-        let target = target.into();
-        if options.dry_run {
-            let plan = self.plan(target, options).await?;
-            return Ok(Report {
-                applied: plan.iter().map(|m| m.version).collect(),
-                ..Report::default()
-            });
-        }
-        let mut backend = crate::backend::Backend::connect(target, true).await?;
-        // Everything is validated and linted before the lock: a broken file never makes other
-        // runners wait.
-        let before = backend.ledger().await?;
-        validate(&self.set, &before)?;
-        let major = backend.server_major().await?;
-        let dialect = backend.dialect();
-        let pending_before = self.pending(&before, options);
-        let mut refused = Vec::new();
-        for migration in &pending_before {
-            refused.extend(
-                plan_one(migration, &before, major, dialect, &self.lint_policy)?
-                    .findings
-                    .into_iter()
-                    .filter(|f| !f.allowed),
-            );
-        }
-        if !refused.is_empty() {
-            return Err(MigrateError::Lint(refused));
-        }
-        let mut report = Report {
-            skipped_phase: self.skipped_phase(&before, options),
-            ..Report::default()
-        };
-        if pending_before.is_empty() {
-            return Ok(report);
-        }
-
-        backend.lock(self).await?;
-        let result = self
-            .up_locked(&mut backend, options, &pending_before, &mut report, target.url())
-            .await;
-        backend.unlock().await;
-        result.map(|()| report)
-    }
-
-    async fn up_locked(
-        &self,
-        backend: &mut crate::backend::Backend,
-        options: &UpOptions,
-        pending_before: &[&Migration],
-        report: &mut Report,
-        url: Option<&str>,
-    ) -> Result<(), MigrateError> {
-        backend.ensure_ledger().await?;
-        // Re-read under the lock: a runner that waited usually finds nothing left to do.
-        let ledger = backend.ledger().await?;
-        validate(&self.set, &ledger)?;
-        let pending = self.pending(&ledger, options);
-        report.applied_by_others = pending_before
-            .iter()
-            .map(|m| m.version)
-            .filter(|version| !pending.iter().any(|m| m.version == *version))
-            .collect();
-        report.skipped_phase = self.skipped_phase(&ledger, options);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        report.warnings = backend.preflight(self, &pending).await?;
-        let major = backend.server_major().await?;
-        #[cfg(feature = "postgres")]
-        if let Some(policy) = &self.backup {
-            let url = url.ok_or_else(|| {
-                MigrateError::Backup(
-                    "backups run pg_dump, which needs the database URL: migrate through the URL to take one".to_owned(),
-                )
-            })?;
-            report.backup = Some(crate::backup::backup(url, policy, pending[0].version).await?);
-        }
-        #[cfg(not(feature = "postgres"))]
-        let _ = url;
-        for migration in pending {
-            let prepared = prepare(migration, backend.dialect(), major)?;
-            let resume_at = ledger
-                .iter()
-                .find(|e| e.version == migration.version)
-                .filter(|e| e.state != State::Applied && !prepared.transactional)
-                .map_or(0, |e| usize::try_from(e.steps_done).unwrap_or(0));
-            let started = std::time::Instant::now();
-            match backend.apply(self, migration, &prepared, resume_at).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    report.applied_by_others.push(migration.version);
-                    continue;
-                }
-                Err(error) => {
-                    #[cfg(feature = "postgres")]
-                    if let (Some(policy), Some(dump)) = (&self.backup, &report.backup)
-                        && policy.restore_on_failure
-                    {
-                        tracing::warn!(dump = %dump.display(), "restoring the backup after a failed migration (writes since the dump are lost)");
-                        if let Some(url) = url {
-                            crate::backup::restore(url, dump).await?;
-                        }
-                    }
-                    return Err(error);
-                }
-            }
-            report.applied.push(migration.version);
-            self.emit(Event::Applied {
-                version: migration.version,
-                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            });
-        }
-        for check in &self.validations {
-            if !backend.check(check).await? {
-                return Err(MigrateError::Preflight(format!(
-                    "post-migration validation `{}` returned false",
-                    check.name
-                )));
-            }
-        }
-        Ok(())
+        with_sql_session!(
+            SqlSession::open(self, target.into(), !options.dry_run).await?,
+            |session| { engine::up(&mut session, self.set.migrations(), options).await }
+        )
     }
 
     /// Revert applied migrations newer than `target`, newest first, with each migration's down
     /// SQL from its file. When the file is gone (an older binary rolling back), the down SQL
     /// stored in the ledger is used instead, only if it still matches the checksum stored with
     /// it, and the report's warnings say so. Every down is found and checked before anything
-    /// is reverted.
+    /// is reverted. A migration that failed before completing a statement (nothing of it is in
+    /// the database) has its ledger row removed without running its down.
     pub async fn down(&self, database: impl Into<crate::Target<'_>>, target: i64) -> Result<Report, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(database.into(), true).await?;
-        backend.lock(self).await?;
-        let result = async {
-            let ledger = backend.ledger().await?;
-            let mut to_revert: Vec<&LedgerEntry> = ledger.iter().filter(|e| e.version > target).collect();
-            to_revert.sort_by_key(|e| std::cmp::Reverse(e.version));
-            // Check every one first: refuse before reverting anything.
-            let mut downs = Vec::new();
-            let mut report = Report::default();
-            for entry in &to_revert {
-                let down = match self.set.get(entry.version).and_then(|m| m.down.clone()) {
-                    Some(from_file) => from_file,
-                    None => {
-                        let stored = stored_down(entry)?;
-                        report.warnings.push(format!(
-                            "migration {} ({}): no down file here; reverted with the down SQL stored in the ledger (checksum verified)",
-                            entry.version, entry.name
-                        ));
-                        stored
-                    }
-                };
-                downs.push(((*entry).clone(), down));
-            }
-            for (entry, down) in downs {
-                backend.revert(self, &entry, &down).await?;
-                report.applied.push(entry.version);
-            }
-            Ok(report)
-        }
-        .await;
-        backend.unlock().await;
-        result
+        with_sql_session!(SqlSession::open(self, database.into(), true).await?, |session| {
+            engine::down(&mut session, self.set.migrations(), target).await
+        })
     }
 
     /// Accept the current files as applied: realign the ledger's checksums with them (for
@@ -721,26 +543,9 @@ impl Migrator {
     /// retries them (a transactional migration from its start, one run statement by statement
     /// from its failed statement).
     pub async fn repair(&self, target: impl Into<crate::Target<'_>>, note: &str) -> Result<Vec<i64>, MigrateError> {
-        let mut backend = crate::backend::Backend::connect(target.into(), true).await?;
-        backend.lock(self).await?;
-        let result = async {
-            backend.ensure_ledger().await?;
-            let ledger = backend.ledger().await?;
-            let mut repaired = Vec::new();
-            for entry in &ledger {
-                let Some(migration) = self.set.get(entry.version) else {
-                    continue;
-                };
-                if entry.checksum != migration.checksum {
-                    backend.realign(entry.version, &migration.checksum, note).await?;
-                    repaired.push(entry.version);
-                }
-            }
-            Ok(repaired)
-        }
-        .await;
-        backend.unlock().await;
-        result
+        with_sql_session!(SqlSession::open(self, target.into(), true).await?, |session| {
+            engine::repair(&mut session, self.set.migrations(), note).await
+        })
     }
 }
 
@@ -849,7 +654,7 @@ pub(crate) fn prepare(migration: &Migration, dialect: Dialect, server_major: u32
     })
 }
 
-fn plan_one(
+pub(crate) fn plan_one(
     migration: &Migration,
     ledger: &[LedgerEntry],
     major: u32,
@@ -895,74 +700,6 @@ pub(crate) fn prefix_checksum(statements: &[Statement], count: usize) -> String 
     crate::checksum(&text.join("\n"))
 }
 
-/// Checksums of applied migrations must match their files, and no applied migration may be
-/// missing from the source. A migration that stopped part-way may be fixed, but not in the
-/// statements it already ran.
-pub(crate) fn validate(set: &MigrationSet, ledger: &[LedgerEntry]) -> Result<(), MigrateError> {
-    for entry in ledger {
-        match set.get(entry.version) {
-            None if entry.state == State::Applied => {
-                return Err(MigrateError::Missing {
-                    version: entry.version,
-                    name: entry.name.clone(),
-                });
-            }
-            None => {}
-            Some(migration) if entry.state != State::Applied => {
-                let (Some(done), Some(sql)) = (&entry.done_checksum, migration.sql()) else {
-                    continue;
-                };
-                let ran = usize::try_from(entry.steps_done).unwrap_or(0);
-                let now = statements::split(sql)
-                    .map(|s| prefix_checksum(&s, ran))
-                    .unwrap_or_default();
-                if &now != done {
-                    return Err(MigrateError::ChecksumMismatch {
-                        version: entry.version,
-                        name: entry.name.clone(),
-                        applied: format!("{done} (its first {ran} statement(s), already run)"),
-                        current: now,
-                    });
-                }
-            }
-            Some(migration) if migration.checksum != entry.checksum => {
-                return Err(MigrateError::ChecksumMismatch {
-                    version: entry.version,
-                    name: entry.name.clone(),
-                    applied: entry.checksum.clone(),
-                    current: migration.checksum.clone(),
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// What the sets and `status` need to know of a migration, SQL or MongoDB.
-pub(crate) trait Identity {
-    fn version(&self) -> i64;
-    fn name(&self) -> &str;
-    fn phase(&self) -> Phase;
-    fn checksum(&self) -> String;
-    fn origin(&self) -> &str;
-}
-
-/// Add `migration` to `migrations`, kept in version order; a version already there is an error
-/// naming both origins.
-pub(crate) fn insert_unique<M: Identity>(migrations: &mut Vec<M>, migration: M) -> Result<(), MigrateError> {
-    if let Some(existing) = migrations.iter().find(|m| m.version() == migration.version()) {
-        return Err(MigrateError::DuplicateVersion {
-            version: migration.version(),
-            first: existing.origin().to_owned(),
-            second: migration.origin().to_owned(),
-        });
-    }
-    migrations.push(migration);
-    migrations.sort_by_key(Identity::version);
-    Ok(())
-}
-
 impl Identity for Migration {
     fn version(&self) -> i64 {
         self.version
@@ -981,50 +718,6 @@ impl Identity for Migration {
     }
 }
 
-/// Every migration's state: from the sources, joined with the ledger (rows without a source
-/// are `missing`).
-pub(crate) fn status<M: Identity>(migrations: &[M], ledger: &[LedgerEntry]) -> Vec<StatusEntry> {
-    let mut entries: Vec<StatusEntry> = migrations
-        .iter()
-        .map(|migration| {
-            let checksum = migration.checksum();
-            let row = ledger.iter().find(|e| e.version == migration.version()).cloned();
-            let state = match &row {
-                None => MigrationState::Pending,
-                Some(row) if row.checksum != checksum => MigrationState::Changed,
-                Some(row) => match row.state {
-                    State::Applied => MigrationState::Applied,
-                    State::Running => MigrationState::Running,
-                    State::Failed => MigrationState::Failed,
-                },
-            };
-            StatusEntry {
-                version: migration.version(),
-                name: migration.name().to_owned(),
-                phase: migration.phase().to_string(),
-                state,
-                checksum,
-                ledger: row,
-            }
-        })
-        .collect();
-    for row in ledger
-        .iter()
-        .filter(|row| !migrations.iter().any(|m| m.version() == row.version))
-    {
-        entries.push(StatusEntry {
-            version: row.version,
-            name: row.name.clone(),
-            phase: row.phase.clone(),
-            state: MigrationState::Missing,
-            checksum: row.checksum.clone(),
-            ledger: Some(row.clone()),
-        });
-    }
-    entries.sort_by_key(|e| e.version);
-    entries
-}
-
 impl FromStr for crate::MigrationPhase {
     type Err = String;
 
@@ -1035,27 +728,6 @@ impl FromStr for crate::MigrationPhase {
             "contract" => Ok(Self::Contract),
             other => Err(format!("unknown phase `{other}`; use expand, backfill or contract")),
         }
-    }
-}
-
-/// The down SQL the ledger kept for `entry`, if it still matches the checksum kept with it.
-fn stored_down(entry: &LedgerEntry) -> Result<String, MigrateError> {
-    let (version, name) = (entry.version, entry.name.clone());
-    let Some(stored) = &entry.down_sql else {
-        return Err(MigrateError::Irreversible { version, name });
-    };
-    match &entry.down_checksum {
-        Some(expected) if *expected == crate::source::checksum(stored) => Ok(stored.clone()),
-        Some(_) => Err(MigrateError::UnverifiedDown {
-            version,
-            name,
-            reason: "does not match the checksum stored with it: it was changed after it was stored",
-        }),
-        None => Err(MigrateError::UnverifiedDown {
-            version,
-            name,
-            reason: "was stored without a checksum (by an older cutover-migrate), so it cannot be verified",
-        }),
     }
 }
 

@@ -295,7 +295,7 @@ impl MigrationSet {
 
     /// Add a migration written in Rust.
     pub fn with(mut self, migration: Migration) -> Result<Self, MigrateError> {
-        crate::migrator::insert_unique(&mut self.migrations, migration)?;
+        crate::engine::insert_unique(&mut self.migrations, migration)?;
         Ok(self)
     }
 

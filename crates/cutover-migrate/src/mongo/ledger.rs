@@ -58,7 +58,7 @@ fn entry(document: &Document) -> Option<LedgerEntry> {
         state: State::parse(document.get_str("state").unwrap_or_default()),
         steps_done: integer(document, "steps_done").unwrap_or(0),
         steps_total: integer(document, "steps_total").unwrap_or(0),
-        done_checksum: None,
+        done_checksum: text(document, "done_checksum"),
         checkpoint: json(document.get("checkpoint")),
         failed_step: integer(document, "failed_step"),
         error: text(document, "error"),
@@ -165,11 +165,13 @@ pub(crate) async fn start(db: &Database, migration: &MongoMigration) -> Result<(
         )))
 }
 
-/// Record that the first `done` steps of `version` are done.
-pub(crate) async fn step_done(db: &Database, version: i64, done: usize) -> Result<(), MigrateError> {
+/// Record that the first `done` steps of `migration` are done, with their checksum: a resumed
+/// run may follow an edited migration only if these steps read the same.
+pub(crate) async fn step_done(db: &Database, migration: &MongoMigration, done: usize) -> Result<(), MigrateError> {
+    let ran = migration.prefix_checksum(done);
     let done = i64::try_from(done).unwrap_or(i64::MAX);
-    let set = doc! { "$set": { "steps_done": done }, "$unset": { "checkpoint": "" } };
-    update(db, version, set, "a finished step").await
+    let set = doc! { "$set": { "steps_done": done, "done_checksum": ran }, "$unset": { "checkpoint": "" } };
+    update(db, migration.version, set, "a finished step").await
 }
 
 /// Record a batched step's progress.

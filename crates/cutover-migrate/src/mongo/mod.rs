@@ -34,6 +34,7 @@ mod lease;
 mod ledger;
 mod operation;
 mod run;
+mod session;
 mod source;
 
 use std::{sync::Arc, time::Duration};
@@ -49,14 +50,11 @@ pub use self::{
     },
     source::{MongoMigration, MongoMigrationSet},
 };
-use self::{
-    lease::{Lease, LeaseConfig},
-    run::Step,
-};
+use self::{lease::LeaseConfig, session::MongoSession};
 use crate::{
     Event, MigrateError, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
-    ledger::{LedgerEntry, State},
-    migrator::{EventSink, Identity, emit, status},
+    engine::{self, Identity},
+    migrator::EventSink,
 };
 
 impl Identity for MongoMigration {
@@ -102,6 +100,8 @@ pub struct MongoMigrator {
     set: MongoMigrationSet,
     lease: LeaseConfig,
     events: Option<EventSink>,
+    integrity: Vec<MongoCheck>,
+    validations: Vec<MongoCheck>,
 }
 
 impl std::fmt::Debug for MongoMigrator {
@@ -124,6 +124,8 @@ impl MongoMigrator {
                 wait: Duration::from_secs(300),
             },
             events: None,
+            integrity: Vec::new(),
+            validations: Vec::new(),
         }
     }
 
@@ -150,272 +152,64 @@ impl MongoMigrator {
         self
     }
 
-    fn emit(&self, event: &Event) {
-        emit(self.events.as_ref(), event);
+    /// A check that must hold before anything is applied: no document of `collection` may
+    /// match `filter` (for example `{ "email": { "$exists": false } }`).
+    pub fn integrity_check(mut self, name: impl Into<String>, collection: impl Into<String>, filter: Document) -> Self {
+        self.integrity.push(MongoCheck::new(name, collection, filter));
+        self
+    }
+
+    /// A check that must hold after the run, like [`integrity_check`](Self::integrity_check).
+    pub fn validation(mut self, name: impl Into<String>, collection: impl Into<String>, filter: Document) -> Self {
+        self.validations.push(MongoCheck::new(name, collection, filter));
+        self
     }
 
     /// Where every migration stands. Read-only.
     pub async fn status(&self, db: &Database) -> Result<Vec<StatusEntry>, MigrateError> {
-        Ok(status(self.set.migrations(), &ledger::read(db).await?))
+        Ok(engine::status(self.set.migrations(), &ledger::read(db).await?))
     }
 
     /// What `up` would do. Read-only.
     pub async fn plan(&self, db: &Database, options: &UpOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
-        let entries = ledger::read(db).await?;
-        self.validate(&entries)?;
-        Ok(self
-            .pending(&entries, options)
-            .into_iter()
-            .map(|migration| PlannedMigration {
-                version: migration.version,
-                name: migration.name.clone(),
-                phase: migration.phase,
-                mode: crate::ApplyMode::Operations,
-                reason: None,
-                statements: migration.operations().len(),
-                resume_at: resume_at(migration, &entries),
-                findings: Vec::new(),
-            })
-            .collect())
+        engine::plan(&mut MongoSession::new(db, self), self.set.migrations(), options).await
     }
 
     /// Apply pending migrations. Many runners may call this at once: one applies, the others
     /// wait for the lease, re-read the ledger and find nothing left to do.
     pub async fn up(&self, db: &Database, options: &UpOptions) -> Result<Report, MigrateError> {
-        if options.dry_run {
-            let plan = self.plan(db, options).await?;
-            return Ok(Report {
-                applied: plan.iter().map(|m| m.version).collect(),
-                ..Report::default()
-            });
-        }
-        let before = ledger::read(db).await?;
-        self.validate(&before)?;
-        let pending_before: Vec<i64> = self.pending(&before, options).iter().map(|m| m.version).collect();
-        let mut report = Report {
-            skipped_phase: self
-                .set
-                .migrations()
-                .iter()
-                .filter(|m| !options.includes(m.phase) && !is_applied(m.version, &before))
-                .map(|m| m.version)
-                .collect(),
-            ..Report::default()
-        };
-        if pending_before.is_empty() {
-            return Ok(report);
-        }
-        let lease = Lease::acquire(db, self.lease, &|event| self.emit(&event)).await?;
-        let result = self.up_locked(db, &lease, options, &pending_before, &mut report).await;
-        lease.release().await;
-        result.map(|()| report)
+        engine::up(&mut MongoSession::new(db, self), self.set.migrations(), options).await
     }
 
-    async fn up_locked(
-        &self,
-        db: &Database,
-        lease: &Lease,
-        options: &UpOptions,
-        pending_before: &[i64],
-        report: &mut Report,
-    ) -> Result<(), MigrateError> {
-        // Re-read under the lease: a runner that waited usually finds nothing left to do.
-        let entries = ledger::read(db).await?;
-        self.validate(&entries)?;
-        let pending = self.pending(&entries, options);
-        report.applied_by_others = pending_before
-            .iter()
-            .copied()
-            .filter(|version| !pending.iter().any(|m| m.version == *version))
-            .collect();
-        for migration in pending {
-            self.apply(db, lease, migration, resume_at(migration, &entries)).await?;
-            report.applied.push(migration.version);
-        }
-        Ok(())
-    }
-
-    async fn apply(
-        &self,
-        db: &Database,
-        lease: &Lease,
-        migration: &MongoMigration,
-        resume_at: usize,
-    ) -> Result<(), MigrateError> {
-        let started = std::time::Instant::now();
-        lease.check()?;
-        ledger::start(db, migration).await?;
-        let steps = migration.operations().len();
-        self.emit(&Event::Started {
-            version: migration.version,
-            name: migration.name.clone(),
-            steps,
-            resumed_at: resume_at,
-        });
-        let emit = |event| self.emit(&event);
-        for (index, operation) in migration.operations().iter().enumerate().skip(resume_at) {
-            let step = Step {
-                db,
-                migration,
-                number: index + 1,
-                operation,
-                lease,
-                emit: &emit,
-            };
-            tracing::info!(
-                version = migration.version,
-                step = index + 1,
-                "{}",
-                operation.describe()
-            );
-            if let Err(error) = lease.guard(step.run()).await {
-                if let Err(record) = ledger::fail(db, migration.version, index + 1, &error.to_string()).await {
-                    tracing::error!(%record, "the failure could not be recorded");
-                }
-                return Err(error);
-            }
-            ledger::step_done(db, migration.version, index + 1).await?;
-            self.emit(&Event::Step {
-                version: migration.version,
-                done: index + 1,
-                of: steps,
-            });
-        }
-        ledger::applied(db, migration.version, started.elapsed()).await?;
-        self.emit(&Event::Applied {
-            version: migration.version,
-            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        });
-        Ok(())
-    }
-
-    /// Revert applied migrations newer than `target`, newest first, with the down commands
-    /// stored in the ledger when each was applied.
+    /// Revert applied migrations newer than `target`, newest first, with each migration's down
+    /// commands (its `.down.json`, or the inverse of its operations); for a migration this
+    /// binary does not have, the commands stored in the ledger when it was applied. Every down
+    /// is found before anything is reverted. A migration that failed before completing a step
+    /// has its ledger row removed without running a down.
     pub async fn down(&self, db: &Database, target: i64) -> Result<Report, MigrateError> {
-        let lease = Lease::acquire(db, self.lease, &|event| self.emit(&event)).await?;
-        let result = self.down_locked(db, &lease, target).await;
-        lease.release().await;
-        result
-    }
-
-    async fn down_locked(&self, db: &Database, lease: &Lease, target: i64) -> Result<Report, MigrateError> {
-        let mut report = Report::default();
-        let mut entries = ledger::read(db).await?;
-        entries.retain(|e| e.version > target);
-        entries.sort_by_key(|e| std::cmp::Reverse(e.version));
-        for entry in entries {
-            if entry.state != State::Applied && entry.steps_done == 0 {
-                // Started but nothing done (for example refused by the server at step 1).
-                ledger::remove(db, entry.version).await?;
-                report.applied.push(entry.version);
-                continue;
-            }
-            let commands = ledger::stored_down(db, entry.version)
-                .await?
-                .ok_or_else(|| MigrateError::Irreversible {
-                    version: entry.version,
-                    name: entry.name.clone(),
-                })?;
-            for (index, command) in commands.into_iter().enumerate() {
-                lease
-                    .guard(async {
-                        match db.run_command(command.clone()).await {
-                            Ok(_) => Ok(()),
-                            // Undone already: by an interrupted `down`, or never done by a
-                            // migration that failed part-way.
-                            Err(e) if run::is_already_gone(&e) => Ok(()),
-                            Err(e) => Err(MigrateError::Step {
-                                version: entry.version,
-                                name: entry.name.clone(),
-                                step: index + 1,
-                                operation: format!("down: {}", describe(&command)),
-                                message: e.to_string(),
-                            }),
-                        }
-                    })
-                    .await?;
-            }
-            ledger::remove(db, entry.version).await?;
-            tracing::info!(version = entry.version, "migration reverted");
-            report.applied.push(entry.version);
-        }
-        Ok(report)
+        engine::down(&mut MongoSession::new(db, self), self.set.migrations(), target).await
     }
 
     /// Accept the current migrations: realign the ledger's checksums, recording `note`.
     pub async fn repair(&self, db: &Database, note: &str) -> Result<Vec<i64>, MigrateError> {
-        let lease = Lease::acquire(db, self.lease, &|event| self.emit(&event)).await?;
-        let result = async {
-            let mut repaired = Vec::new();
-            for entry in ledger::read(db).await? {
-                if let Some(migration) = self.set.get(entry.version) {
-                    let checksum = migration.checksum();
-                    if checksum != entry.checksum {
-                        ledger::repair(db, entry.version, &checksum, note).await?;
-                        repaired.push(entry.version);
-                    }
-                }
-            }
-            Ok(repaired)
+        engine::repair(&mut MongoSession::new(db, self), self.set.migrations(), note).await
+    }
+}
+
+/// A check on a MongoDB database: no document of `collection` may match `filter`.
+#[derive(Debug, Clone)]
+pub(crate) struct MongoCheck {
+    name: String,
+    collection: String,
+    filter: Document,
+}
+
+impl MongoCheck {
+    fn new(name: impl Into<String>, collection: impl Into<String>, filter: Document) -> Self {
+        Self {
+            name: name.into(),
+            collection: collection.into(),
+            filter,
         }
-        .await;
-        lease.release().await;
-        result
     }
-
-    /// Refuse before anything runs: an applied migration changed or missing, or a partly
-    /// applied one edited since.
-    fn validate(&self, entries: &[LedgerEntry]) -> Result<(), MigrateError> {
-        for entry in entries {
-            match self.set.get(entry.version) {
-                None if entry.state == State::Applied => {
-                    return Err(MigrateError::Missing {
-                        version: entry.version,
-                        name: entry.name.clone(),
-                    });
-                }
-                None => {}
-                Some(migration) => {
-                    let current = migration.checksum();
-                    let started = entry.state == State::Applied || entry.steps_done > 0;
-                    if started && current != entry.checksum {
-                        return Err(MigrateError::ChecksumMismatch {
-                            version: entry.version,
-                            name: entry.name.clone(),
-                            applied: entry.checksum.clone(),
-                            current,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn pending<'a>(&'a self, entries: &[LedgerEntry], options: &UpOptions) -> Vec<&'a MongoMigration> {
-        self.set
-            .migrations()
-            .iter()
-            .filter(|m| options.target.is_none_or(|target| m.version <= target))
-            .filter(|m| options.includes(m.phase))
-            .filter(|m| !is_applied(m.version, entries))
-            .collect()
-    }
-}
-
-fn is_applied(version: i64, entries: &[LedgerEntry]) -> bool {
-    entries
-        .iter()
-        .any(|e| e.version == version && e.state == State::Applied)
-}
-
-fn resume_at(migration: &MongoMigration, entries: &[LedgerEntry]) -> usize {
-    entries
-        .iter()
-        .find(|e| e.version == migration.version && e.state != State::Applied)
-        .map_or(0, |e| usize::try_from(e.steps_done).unwrap_or(0))
-}
-
-fn describe(command: &Document) -> String {
-    command.keys().next().cloned().unwrap_or_default()
 }

@@ -113,6 +113,23 @@ impl MongoMigration {
     }
 }
 
+impl MongoMigration {
+    /// The checksum of the first `steps` operations, recorded as they finish: an edit after
+    /// them does not change it.
+    pub(crate) fn prefix_checksum(&self, steps: usize) -> String {
+        let operations: Vec<Bson> = self
+            .operations
+            .iter()
+            .take(steps)
+            .map(|op| Bson::Document(op.canonical()))
+            .collect();
+        checksum(&format!(
+            "mongo-steps:{}",
+            Bson::Array(operations).into_relaxed_extjson()
+        ))
+    }
+}
+
 /// An ordered, validated set of MongoDB migrations.
 #[derive(Debug, Clone, Default)]
 pub struct MongoMigrationSet {
@@ -190,7 +207,7 @@ impl MongoMigrationSet {
 
     /// Add a migration.
     pub fn with(mut self, migration: MongoMigration) -> Result<Self, MigrateError> {
-        crate::migrator::insert_unique(&mut self.migrations, migration)?;
+        crate::engine::insert_unique(&mut self.migrations, migration)?;
         Ok(self)
     }
 

@@ -16,6 +16,9 @@ use crate::{
     source::Body,
 };
 
+mod session;
+pub(crate) use session::LiteSession;
+
 pub(crate) struct Lite {
     connection: LiteConnection,
 }
@@ -592,6 +595,15 @@ impl Lite {
                 Err(error)
             }
         }
+    }
+
+    pub(crate) async fn forget(&mut self, version: i64) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = ?1")))
+            .bind(version)
+            .execute(&mut *self.connection)
+            .await
+            .map(drop)
+            .map_err(MigrateError::db("cannot update the ledger"))
     }
 
     pub(crate) async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {

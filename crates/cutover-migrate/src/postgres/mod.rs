@@ -21,6 +21,9 @@ use crate::{
     statements::Statement,
 };
 
+mod session;
+pub(crate) use session::PgSession;
+
 /// `lock_not_available`: a `lock_timeout` fired.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
@@ -362,11 +365,6 @@ impl Pg {
                     seconds.unwrap_or(0)
                 ));
             }
-        }
-        for warning in &warnings {
-            migrator.emit(Event::Warning {
-                message: warning.clone(),
-            });
         }
         for check in &migrator.integrity {
             if !self.check(check).await? {
