@@ -1,0 +1,514 @@
+//! The engine's rules, the same tests on every backend: PostgreSQL, SQLite and MongoDB
+//! (FerretDB), through the library. Each scenario is written once against [`Db`]; the macro at
+//! the bottom runs it on all three, each in a database of its own.
+//!
+//! A migration here is a list of steps (create a thing, drop a thing, fail), rendered as each
+//! backend's files: SQL statements, or `.up.json` commands.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use cutover_migrate::{
+    MigrateError, MigrationSet, MigrationState, Migrator, Report, StatusEntry, UpOptions,
+    mongo::{MongoMigrationSet, MongoMigrator},
+};
+use cutover_tests::{service_url, unique};
+use mongodb::bson::doc;
+use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
+
+#[derive(Clone, Copy)]
+enum Step {
+    Create(&'static str),
+    Drop(&'static str),
+    Fail,
+}
+
+#[derive(Clone)]
+struct Spec {
+    version: i64,
+    up: Vec<Step>,
+    down: Option<Vec<Step>>,
+}
+
+fn spec(version: i64, up: &[Step], down: Option<&[Step]>) -> Spec {
+    Spec {
+        version,
+        up: up.to_vec(),
+        down: down.map(<[Step]>::to_vec),
+    }
+}
+
+/// A backend under test, with a database of its own.
+trait Db {
+    /// Whether a migration can stop with some of its steps done (not SQLite, whose files run in
+    /// one transaction).
+    const PARTIAL_RUNS: bool;
+    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError>;
+    async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError>;
+    async fn down(&self, specs: &[Spec], to: i64) -> Result<Report, MigrateError>;
+    async fn status(&self, specs: &[Spec]) -> Vec<StatusEntry>;
+    async fn repair(&self, specs: &[Spec]) -> Vec<i64>;
+    async fn exists(&self, thing: &str) -> bool;
+    async fn cleanup(self);
+}
+
+fn sql_files(specs: &[Spec], per_statement: bool) -> Vec<(String, String)> {
+    let render = |steps: &[Step]| -> String {
+        let mut text = if per_statement {
+            "-- cutover:transaction off\n".to_owned()
+        } else {
+            String::new()
+        };
+        for step in steps {
+            text.push_str(&match step {
+                Create(name) => format!("CREATE TABLE {name} (id integer);\n"),
+                Drop(name) => format!("DROP TABLE {name};\n"),
+                Fail => "SELECT * FROM no_such_table;\n".to_owned(),
+            });
+        }
+        text
+    };
+    let mut files = Vec::new();
+    for spec in specs {
+        files.push((
+            format!("m/{:04}_m{}.up.sql", spec.version, spec.version),
+            render(&spec.up),
+        ));
+        if let Some(down) = &spec.down {
+            files.push((
+                format!("m/{:04}_m{}.down.sql", spec.version, spec.version),
+                render(down),
+            ));
+        }
+    }
+    files
+}
+
+fn mongo_files(specs: &[Spec]) -> Vec<(String, String)> {
+    let render = |steps: &[Step]| -> String {
+        let commands: Vec<String> = steps
+            .iter()
+            .map(|step| match step {
+                Create(name) => format!(r#"{{ "create": "{name}" }}"#),
+                Drop(name) => format!(r#"{{ "drop": "{name}" }}"#),
+                Fail => r#"{ "noSuchCommand": 1 }"#.to_owned(),
+            })
+            .collect();
+        format!("[{}]", commands.join(",\n"))
+    };
+    let mut files = Vec::new();
+    for spec in specs {
+        files.push((
+            format!("m/{:04}_m{}.up.json", spec.version, spec.version),
+            render(&spec.up),
+        ));
+        if let Some(down) = &spec.down {
+            files.push((
+                format!("m/{:04}_m{}.down.json", spec.version, spec.version),
+                render(down),
+            ));
+        }
+    }
+    files
+}
+
+struct Postgres {
+    admin: PgPool,
+    pool: PgPool,
+    name: String,
+}
+
+impl Postgres {
+    async fn new() -> Self {
+        let admin = PgPool::connect(&service_url("DATABASE_URL")).await.unwrap();
+        let name = unique("engine");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let options = (*admin.connect_options()).clone().database(&name);
+        let pool = PgPool::connect_with(options).await.unwrap();
+        Self { admin, pool, name }
+    }
+
+    fn migrator(specs: &[Spec]) -> Migrator {
+        Migrator::new(MigrationSet::from_files(sql_files(specs, true)).unwrap())
+    }
+}
+
+impl Db for Postgres {
+    const PARTIAL_RUNS: bool = true;
+
+    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        Self::migrator(specs).up(&self.pool, &UpOptions::default()).await
+    }
+
+    async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        Self::migrator(specs)
+            .integrity_check("no rows yet", "SELECT false")
+            .up(&self.pool, &UpOptions::default())
+            .await
+    }
+
+    async fn down(&self, specs: &[Spec], to: i64) -> Result<Report, MigrateError> {
+        Self::migrator(specs).down(&self.pool, to).await
+    }
+
+    async fn status(&self, specs: &[Spec]) -> Vec<StatusEntry> {
+        Self::migrator(specs).status(&self.pool).await.unwrap()
+    }
+
+    async fn repair(&self, specs: &[Spec]) -> Vec<i64> {
+        Self::migrator(specs)
+            .repair(&self.pool, "edited on purpose")
+            .await
+            .unwrap()
+    }
+
+    async fn exists(&self, thing: &str) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass($1) IS NOT NULL")
+            .bind(thing)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn cleanup(self) {
+        self.pool.close().await;
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+}
+
+struct Sqlite {
+    pool: SqlitePool,
+}
+
+impl Sqlite {
+    async fn new() -> Self {
+        // In memory, through the application's pool: the database lives as long as the pool.
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        Self { pool }
+    }
+
+    fn migrator(specs: &[Spec]) -> Migrator {
+        Migrator::new(MigrationSet::from_files(sql_files(specs, false)).unwrap())
+    }
+}
+
+impl Db for Sqlite {
+    const PARTIAL_RUNS: bool = false;
+
+    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        Self::migrator(specs).up(&self.pool, &UpOptions::default()).await
+    }
+
+    async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        Self::migrator(specs)
+            .integrity_check("no rows yet", "SELECT 0")
+            .up(&self.pool, &UpOptions::default())
+            .await
+    }
+
+    async fn down(&self, specs: &[Spec], to: i64) -> Result<Report, MigrateError> {
+        Self::migrator(specs).down(&self.pool, to).await
+    }
+
+    async fn status(&self, specs: &[Spec]) -> Vec<StatusEntry> {
+        Self::migrator(specs).status(&self.pool).await.unwrap()
+    }
+
+    async fn repair(&self, specs: &[Spec]) -> Vec<i64> {
+        Self::migrator(specs)
+            .repair(&self.pool, "edited on purpose")
+            .await
+            .unwrap()
+    }
+
+    async fn exists(&self, thing: &str) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(thing)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+            > 0
+    }
+
+    async fn cleanup(self) {
+        self.pool.close().await;
+    }
+}
+
+struct Mongo {
+    db: mongodb::Database,
+}
+
+impl Mongo {
+    async fn new() -> Self {
+        let db = cutover_migrate::mongo::connect(&service_url("MONGODB_URL"), Some(&unique("engine")))
+            .await
+            .unwrap();
+        Self { db }
+    }
+
+    fn migrator(specs: &[Spec]) -> MongoMigrator {
+        MongoMigrator::new(MongoMigrationSet::from_files(mongo_files(specs)).unwrap())
+    }
+}
+
+impl Db for Mongo {
+    const PARTIAL_RUNS: bool = true;
+
+    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        Self::migrator(specs).up(&self.db, &UpOptions::default()).await
+    }
+
+    async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        self.db
+            .collection("guard")
+            .insert_one(doc! { "unexpected": true })
+            .await
+            .unwrap();
+        let result = Self::migrator(specs)
+            .integrity_check("no unexpected documents", "guard", doc! { "unexpected": true })
+            .up(&self.db, &UpOptions::default())
+            .await;
+        self.db
+            .collection::<mongodb::bson::Document>("guard")
+            .drop()
+            .await
+            .unwrap();
+        result
+    }
+
+    async fn down(&self, specs: &[Spec], to: i64) -> Result<Report, MigrateError> {
+        Self::migrator(specs).down(&self.db, to).await
+    }
+
+    async fn status(&self, specs: &[Spec]) -> Vec<StatusEntry> {
+        Self::migrator(specs).status(&self.db).await.unwrap()
+    }
+
+    async fn repair(&self, specs: &[Spec]) -> Vec<i64> {
+        Self::migrator(specs)
+            .repair(&self.db, "edited on purpose")
+            .await
+            .unwrap()
+    }
+
+    async fn exists(&self, thing: &str) -> bool {
+        self.db
+            .list_collection_names()
+            .await
+            .unwrap()
+            .iter()
+            .any(|name| name == thing)
+    }
+
+    async fn cleanup(self) {
+        self.db.drop().await.unwrap();
+    }
+}
+
+fn states(status: &[StatusEntry]) -> Vec<(i64, MigrationState)> {
+    status.iter().map(|s| (s.version, s.state)).collect()
+}
+
+use Step::{Create, Drop, Fail};
+
+async fn applies_in_order_and_a_rerun_is_a_no_op(db: impl Db) {
+    let specs = [
+        spec(1, &[Create("a")], Some(&[Drop("a")])),
+        spec(2, &[Create("b"), Create("c")], Some(&[Drop("c"), Drop("b")])),
+    ];
+    assert_eq!(db.up(&specs).await.unwrap().applied, [1, 2]);
+    assert!(db.exists("a").await && db.exists("b").await && db.exists("c").await);
+    let again = db.up(&specs).await.unwrap();
+    assert!(again.applied.is_empty(), "{again}");
+    assert_eq!(
+        states(&db.status(&specs).await),
+        [(1, MigrationState::Applied), (2, MigrationState::Applied)]
+    );
+    db.cleanup().await;
+}
+
+async fn an_edited_or_missing_applied_migration_is_refused_until_repaired(db: impl Db) {
+    let specs = [spec(1, &[Create("a")], None), spec(2, &[Create("b")], None)];
+    db.up(&specs).await.unwrap();
+    let edited = [
+        spec(1, &[Create("a"), Create("x")], None),
+        spec(2, &[Create("b")], None),
+        spec(3, &[Create("c")], None),
+    ];
+    let refused = db.up(&edited).await.unwrap_err();
+    assert!(
+        matches!(refused, MigrateError::ChecksumMismatch { version: 1, .. }),
+        "{refused}"
+    );
+    assert!(!db.exists("c").await, "nothing runs after a refusal");
+    assert_eq!(db.status(&edited).await[0].state, MigrationState::Changed);
+
+    let gone = db.up(&[spec(2, &[Create("b")], None)]).await.unwrap_err();
+    assert!(matches!(gone, MigrateError::Missing { version: 1, .. }), "{gone}");
+
+    assert_eq!(db.repair(&edited).await, [1]);
+    assert_eq!(db.up(&edited).await.unwrap().applied, [3]);
+    assert!(!db.exists("x").await, "repair records the edit; it does not run it");
+    db.cleanup().await;
+}
+
+async fn a_failed_migration_resumes_once_fixed_but_its_run_steps_cannot_change<D: Db>(db: D) {
+    let failing = [
+        spec(1, &[Create("a")], None),
+        spec(2, &[Create("b"), Fail, Create("c")], None),
+    ];
+    let error = db.up(&failing).await.unwrap_err();
+    assert!(
+        error.to_string().contains("migration 2") || error.to_string().contains("m2"),
+        "{error}"
+    );
+    assert_eq!(
+        states(&db.status(&failing).await),
+        [(1, MigrationState::Applied), (2, MigrationState::Failed)]
+    );
+    assert_eq!(
+        db.exists("b").await,
+        D::PARTIAL_RUNS,
+        "the step before the failure stays only where steps commit one by one"
+    );
+
+    // Editing the step that already ran is refused where a step ran; elsewhere nothing ran.
+    let rewritten = [
+        spec(1, &[Create("a")], None),
+        spec(2, &[Create("z"), Create("c")], None),
+    ];
+    match db.up(&rewritten).await {
+        Err(MigrateError::ChecksumMismatch { version: 2, .. }) => assert!(D::PARTIAL_RUNS),
+        Ok(report) => {
+            assert!(!D::PARTIAL_RUNS, "edited a step that had run, and it was accepted");
+            assert_eq!(report.applied, [2]);
+            db.cleanup().await;
+            return;
+        }
+        Err(other) => panic!("{other}"),
+    }
+    // Fixing the failed step (and what follows) resumes after the step that ran.
+    let fixed = [
+        spec(1, &[Create("a")], None),
+        spec(2, &[Create("b"), Create("c")], None),
+    ];
+    assert_eq!(db.up(&fixed).await.unwrap().applied, [2]);
+    assert!(db.exists("b").await && db.exists("c").await);
+    db.cleanup().await;
+}
+
+async fn down_finds_every_down_before_reverting_anything(db: impl Db) {
+    let specs = [
+        spec(1, &[Create("a")], Some(&[Drop("a")])),
+        spec(2, &[Create("b")], None),
+        spec(3, &[Create("c")], Some(&[Drop("c")])),
+    ];
+    db.up(&specs).await.unwrap();
+    let refused = db.down(&specs, 0).await.unwrap_err();
+    assert!(
+        matches!(refused, MigrateError::Irreversible { version: 2, .. }),
+        "{refused}"
+    );
+    assert!(
+        db.exists("c").await,
+        "3 was not reverted before 2 was found irreversible"
+    );
+    assert_eq!(
+        states(&db.status(&specs).await),
+        [
+            (1, MigrationState::Applied),
+            (2, MigrationState::Applied),
+            (3, MigrationState::Applied)
+        ]
+    );
+    assert_eq!(db.down(&specs, 2).await.unwrap().applied, [3]);
+    assert!(!db.exists("c").await);
+    db.cleanup().await;
+}
+
+async fn down_forgets_a_migration_that_never_completed_a_step(db: impl Db) {
+    // Its down would fail if it ran (dropping what does not exist).
+    let specs = [
+        spec(1, &[Create("a")], Some(&[Drop("a")])),
+        spec(2, &[Fail, Create("b")], Some(&[Fail])),
+    ];
+    db.up(&specs).await.unwrap_err();
+    let report = db.down(&specs, 1).await.unwrap();
+    assert_eq!(report.applied, [2]);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("without running a down")),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(
+        states(&db.status(&specs).await),
+        [(1, MigrationState::Applied), (2, MigrationState::Pending)]
+    );
+    assert!(db.exists("a").await);
+    db.cleanup().await;
+}
+
+async fn a_failing_integrity_check_applies_nothing(db: impl Db) {
+    let specs = [spec(1, &[Create("a")], None)];
+    let refused = db.up_with_failing_integrity_check(&specs).await.unwrap_err();
+    assert!(refused.to_string().contains("integrity check"), "{refused}");
+    assert!(!db.exists("a").await);
+    assert_eq!(db.up(&specs).await.unwrap().applied, [1]);
+    db.cleanup().await;
+}
+
+async fn concurrent_runners_apply_each_migration_once(db: impl Db) {
+    let specs = [
+        spec(1, &[Create("a")], None),
+        spec(2, &[Create("b")], None),
+        spec(3, &[Create("c")], None),
+    ];
+    let (first, second) = tokio::join!(db.up(&specs), db.up(&specs));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let mut applied: Vec<i64> = first.applied.iter().chain(&second.applied).copied().collect();
+    applied.sort_unstable();
+    assert_eq!(applied, [1, 2, 3], "each applied exactly once: {first} / {second}");
+    db.cleanup().await;
+}
+
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_postgres {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Postgres::new().await).await;
+            })*
+        }
+        mod on_sqlite {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Sqlite::new().await).await;
+            })*
+        }
+        mod on_mongodb {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::Mongo::new().await).await;
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    applies_in_order_and_a_rerun_is_a_no_op,
+    an_edited_or_missing_applied_migration_is_refused_until_repaired,
+    a_failed_migration_resumes_once_fixed_but_its_run_steps_cannot_change,
+    down_finds_every_down_before_reverting_anything,
+    down_forgets_a_migration_that_never_completed_a_step,
+    a_failing_integrity_check_applies_nothing,
+    concurrent_runners_apply_each_migration_once,
+);
