@@ -303,10 +303,12 @@ pub(crate) async fn up<B: Backend>(
     let before = backend.ledger().await?;
     validate(backend, migrations, &before)?;
     let pending_before = pending(migrations, &before, options);
+    let mut plans = Vec::with_capacity(pending_before.len());
     let mut refused = Vec::new();
     for migration in &pending_before {
         let planned = backend.plan(migration, &before).await?;
-        refused.extend(planned.findings.into_iter().filter(|f| !f.allowed));
+        refused.extend(planned.findings.iter().filter(|f| !f.allowed).cloned());
+        plans.push(planned);
     }
     if !refused.is_empty() {
         return Err(MigrateError::Lint(refused));
@@ -319,16 +321,38 @@ pub(crate) async fn up<B: Backend>(
         return Ok(report);
     }
     backend.lock().await?;
-    let result = up_locked(backend, migrations, options, &pending_before, &mut report).await;
+    let before = Before {
+        ledger: &before,
+        pending: &pending_before,
+        plans: &plans,
+    };
+    let result = up_locked(backend, migrations, options, &before, &mut report).await;
     backend.unlock().await;
     result.map(|()| report)
+}
+
+/// What `up` read and planned before taking the lock.
+struct Before<'a, M> {
+    ledger: &'a [LedgerEntry],
+    pending: &'a [&'a M],
+    plans: &'a [PlannedMigration],
+}
+
+impl<M: Identity> Before<'_, M> {
+    /// The plan made before the lock, if `version`'s ledger row is unchanged since.
+    fn plan(&self, version: i64, ledger: &[LedgerEntry]) -> Option<&PlannedMigration> {
+        let row = |rows: &[LedgerEntry]| rows.iter().find(|e| e.version == version).cloned();
+        (row(self.ledger) == row(ledger))
+            .then(|| self.plans.iter().find(|p| p.version == version))
+            .flatten()
+    }
 }
 
 async fn up_locked<B: Backend>(
     backend: &mut B,
     migrations: &[B::Migration],
     options: &UpOptions,
-    pending_before: &[&B::Migration],
+    before: &Before<'_, B::Migration>,
     report: &mut Report,
 ) -> Result<(), MigrateError> {
     backend.ensure_ledger().await?;
@@ -336,7 +360,8 @@ async fn up_locked<B: Backend>(
     let ledger = backend.ledger().await?;
     validate(backend, migrations, &ledger)?;
     let pending = pending(migrations, &ledger, options);
-    report.applied_by_others = pending_before
+    report.applied_by_others = before
+        .pending
         .iter()
         .map(|m| m.version())
         .filter(|version| !pending.iter().any(|m| m.version() == *version))
@@ -356,9 +381,17 @@ async fn up_locked<B: Backend>(
     }
     report.backup = backend.backup(first.version()).await?;
     for migration in pending {
-        let planned = backend.plan(migration, &ledger).await?;
+        // Planned (parsed and linted) once, unless another runner moved it on meanwhile.
+        let replanned;
+        let planned = match before.plan(migration.version(), &ledger) {
+            Some(planned) => planned,
+            None => {
+                replanned = backend.plan(migration, &ledger).await?;
+                &replanned
+            }
+        };
         let started = std::time::Instant::now();
-        match backend.apply(migration, &planned).await {
+        match backend.apply(migration, planned).await {
             Ok(Applied::Here) => {}
             Ok(Applied::ByAnother) => {
                 report.applied_by_others.push(migration.version());

@@ -105,6 +105,11 @@ pub(crate) fn down_checksum(migration: &crate::Migration) -> Option<String> {
 
 /// Where the runner is, for `installed_by`.
 pub(crate) fn runner_id() -> String {
+    static RUNNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUNNER.get_or_init(read_runner_id).clone()
+}
+
+fn read_runner_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())

@@ -32,6 +32,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! One engine drives every backend: what is pending, what is refused, the lock, `down` and
+//! `repair` are decided once and behave the same on PostgreSQL, SQLite and MongoDB (one test
+//! suite runs on all three). An applied migration may not change or disappear; one that stopped
+//! part-way may be fixed except in the steps it already ran; `down` finds every down before
+//! reverting anything, and removes without a down the rows of migrations that never completed a
+//! step.
+//!
 //! The `cutover-migrate` command (feature `cli`) does the same from a shell: `status`, `plan`,
 //! `up`, `down`, `lint`, `backup`, `restore`, `repair`, `baseline`, `import`.
 //!

@@ -661,6 +661,17 @@ pub(crate) fn plan_one(
     dialect: Dialect,
     policy: &LintPolicy,
 ) -> Result<PlannedMigration, MigrateError> {
+    plan_prepared(migration, ledger, major, dialect, policy).map(|(planned, _)| planned)
+}
+
+/// The plan, and the statements it was made from (which `apply` runs without parsing again).
+pub(crate) fn plan_prepared(
+    migration: &Migration,
+    ledger: &[LedgerEntry],
+    major: u32,
+    dialect: Dialect,
+    policy: &LintPolicy,
+) -> Result<(PlannedMigration, Prepared), MigrateError> {
     let prepared = prepare(migration, dialect, major)?;
     let mode = match (&migration.up, &migration.backfill, prepared.transactional) {
         (crate::source::Body::Rust(_), _, _) => ApplyMode::Rust,
@@ -673,8 +684,9 @@ pub(crate) fn plan_one(
         .find(|e| e.version == migration.version && e.state != State::Applied && !prepared.transactional)
         .map_or(0, |e| usize::try_from(e.steps_done).unwrap_or(0));
     let findings = if dialect == Dialect::Postgres {
-        lint::lint(
+        lint::lint_split(
             migration,
+            &prepared.statements,
             major,
             prepared.transactional && migration.backfill.is_none(),
             policy,
@@ -682,16 +694,17 @@ pub(crate) fn plan_one(
     } else {
         Vec::new()
     };
-    Ok(PlannedMigration {
+    let planned = PlannedMigration {
         version: migration.version,
         name: migration.name.clone(),
         phase: migration.phase,
         mode,
-        reason: prepared.reason,
+        reason: prepared.reason.clone(),
         statements: prepared.statements.len(),
         resume_at,
         findings,
-    })
+    };
+    Ok((planned, prepared))
 }
 
 /// The checksum of the first `count` statements, recorded as a migration progresses.

@@ -12,7 +12,7 @@ use crate::{
     MigrateError, Migration, Migrator, PlannedMigration,
     engine::{Backend, FoundDown},
     ledger::LedgerEntry,
-    migrator::{Dialect, plan_one},
+    migrator::{Dialect, Prepared, plan_prepared},
 };
 
 /// What adoption (`baseline`, `import`) needs beyond the engine's backend.
@@ -115,8 +115,8 @@ pub(crate) fn plan(
     ledger: &[LedgerEntry],
     major: u32,
     dialect: Dialect,
-) -> Result<PlannedMigration, MigrateError> {
-    plan_one(migration, ledger, major, dialect, &migrator.lint_policy)
+) -> Result<(PlannedMigration, Prepared), MigrateError> {
+    plan_prepared(migration, ledger, major, dialect, &migrator.lint_policy)
 }
 
 /// The checksum of the first `steps` statements of `migration` (PostgreSQL's split; SQLite

@@ -84,6 +84,21 @@ impl std::fmt::Display for Finding {
 
 /// Lint one migration against PostgreSQL `server_major`, under `policy`.
 pub fn lint(migration: &Migration, server_major: u32, runs_in_transaction: bool, policy: &LintPolicy) -> Vec<Finding> {
+    let statements = migration
+        .sql()
+        .and_then(|sql| statements::split(sql).ok())
+        .unwrap_or_default();
+    lint_split(migration, &statements, server_major, runs_in_transaction, policy)
+}
+
+/// [`lint`] with the migration's statements already split (the runner's plan has them).
+pub(crate) fn lint_split(
+    migration: &Migration,
+    statements: &[statements::Statement],
+    server_major: u32,
+    runs_in_transaction: bool,
+    policy: &LintPolicy,
+) -> Vec<Finding> {
     let Some(sql) = migration.sql() else {
         return Vec::new();
     };
@@ -113,10 +128,8 @@ pub fn lint(migration: &Migration, server_major: u32, runs_in_transaction: bool,
             }
         })
         .collect();
-    findings.extend(own_rules(migration, sql, policy));
-    if let Ok(statements) = statements::split(sql) {
-        findings.retain(|finding| !only_touches_new_tables(&statements, finding.line));
-    }
+    findings.extend(own_rules(migration, statements, policy));
+    findings.retain(|finding| !only_touches_new_tables(statements, finding.line));
     findings.sort_by_key(|f| f.line);
     findings
 }
@@ -146,10 +159,7 @@ fn only_touches_new_tables(statements: &[statements::Statement], line: usize) ->
     !touched.is_empty() && touched.iter().all(|table| created.contains(table)) && !references_another
 }
 
-fn own_rules(migration: &Migration, sql: &str, policy: &LintPolicy) -> Vec<Finding> {
-    let Ok(statements) = statements::split(sql) else {
-        return Vec::new();
-    };
+fn own_rules(migration: &Migration, statements: &[statements::Statement], policy: &LintPolicy) -> Vec<Finding> {
     let created: Vec<String> = statements.iter().filter_map(|s| s.created_table.clone()).collect();
     let mut findings = Vec::new();
     let finding = |statement: &statements::Statement, rule: &str, message: String, help: &str| Finding {
@@ -161,7 +171,7 @@ fn own_rules(migration: &Migration, sql: &str, policy: &LintPolicy) -> Vec<Findi
         help: Some(help.to_owned()),
         allowed: migration.allow.iter().any(|r| r == rule) || policy.allows(rule, migration.version),
     };
-    for statement in &statements {
+    for statement in statements {
         let upper = statement.text.to_ascii_uppercase();
         let is_write = upper.starts_with("UPDATE ") || upper.starts_with("DELETE ");
         if is_write && migration.backfill.is_none() {

@@ -85,10 +85,15 @@ impl Pg {
             options.get_port(),
             options.get_database().unwrap_or_default()
         );
-        let work = PgConnection::connect_with(&options)
-            .await
-            .map_err(MigrateError::db(format!("cannot connect to {shown}")))?;
-        let lock = if with_lock {
+        let work = async {
+            PgConnection::connect_with(&options)
+                .await
+                .map_err(MigrateError::db(format!("cannot connect to {shown}")))
+        };
+        let lock = async {
+            if !with_lock {
+                return Ok(None);
+            }
             // Its own connection, never a pooled one: the advisory lock belongs to a session.
             let mut lock = PgConnection::connect_with(&options.clone().application_name("cutover-migrate-lock"))
                 .await
@@ -100,10 +105,10 @@ impl Pg {
             )
             .await
             .map_err(MigrateError::db("cannot set keepalives on the lock connection"))?;
-            Some(lock)
-        } else {
-            None
+            Ok(Some(lock))
         };
+        // Both at once: connecting (authentication included) is most of a short run's fixed cost.
+        let (work, lock) = tokio::try_join!(work, lock)?;
         Ok(Self {
             work,
             lock,
@@ -438,30 +443,26 @@ impl Pg {
         statements: &[Statement],
         lock_timeout: Duration,
     ) -> Result<(), MigrateError> {
-        let started = Instant::now();
+        // The whole file in one round-trip (the simple query protocol runs a batch of
+        // statements), then the ledger row and the commit: psql's pace, not a round-trip per
+        // statement. A failure is located afterwards by replaying the statements one at a time
+        // in a transaction that is rolled back.
+        let mut batch = format!("BEGIN;\nSET LOCAL lock_timeout = '{}'", millis_literal(lock_timeout));
+        for statement in statements {
+            // A newline first: a statement ending in a `--` comment must not swallow the `;`.
+            batch.push_str("\n;\n");
+            batch.push_str(&statement.text);
+        }
+        // The ledger row and the commit ride in the same batch: one round-trip per migration.
+        batch.push_str("\n;\n");
+        batch.push_str(&record_applied_sql(migration, statements.len()));
+        batch.push_str(";\nCOMMIT");
         let mut attempt = 0;
         loop {
-            let mut transaction = self.work.begin().await.map_err(MigrateError::db("cannot begin"))?;
-            transaction
-                .execute(AssertSqlSafe(format!(
-                    "SET LOCAL lock_timeout = '{}'",
-                    millis_literal(lock_timeout)
-                )))
-                .await
-                .map_err(MigrateError::db("cannot set lock_timeout"))?;
-            let mut failure = None;
-            for (index, statement) in statements.iter().enumerate() {
-                if let Err(error) = transaction.execute(AssertSqlSafe(statement.text.clone())).await {
-                    failure = Some((index, error));
-                    break;
-                }
-            }
-            let Some((index, error)) = failure else {
-                record_applied(&mut transaction, migration, statements.len(), started).await?;
-                transaction.commit().await.map_err(MigrateError::db("cannot commit"))?;
+            let Err(error) = self.work.execute(AssertSqlSafe(batch.clone())).await else {
                 return Ok(());
             };
-            let _ = transaction.rollback().await;
+            let _ = self.work.execute("ROLLBACK").await;
             if error_code(&error).as_deref() == Some(LOCK_NOT_AVAILABLE) && attempt < migrator.lock_retries {
                 attempt += 1;
                 migrator.emit(Event::LockRetry {
@@ -471,7 +472,11 @@ impl Pg {
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }
-            let statement = &statements[index];
+            let (index, error) = self
+                .locate_failure(statements, lock_timeout)
+                .await
+                .unwrap_or((0, error));
+            let statement = &statements[index.min(statements.len().saturating_sub(1))];
             // The transaction rolled back: no statement is done, whichever one failed.
             self.record_failed(migration, statements.len(), 0, index, &describe_error(&error))
                 .await?;
@@ -484,6 +489,26 @@ impl Pg {
                 message: describe_error(&error),
             });
         }
+    }
+
+    /// Which statement of a failed batch fails, and how: the statements again, one per
+    /// round-trip, in a transaction that is always rolled back. `None` if none fails now.
+    async fn locate_failure(
+        &mut self,
+        statements: &[Statement],
+        lock_timeout: Duration,
+    ) -> Option<(usize, sqlx::Error)> {
+        let mut transaction = self.work.begin().await.ok()?;
+        let set = format!("SET LOCAL lock_timeout = '{}'", millis_literal(lock_timeout));
+        transaction.execute(AssertSqlSafe(set)).await.ok()?;
+        for (index, statement) in statements.iter().enumerate() {
+            if let Err(error) = transaction.execute(AssertSqlSafe(statement.text.clone())).await {
+                let _ = transaction.rollback().await;
+                return Some((index, error));
+            }
+        }
+        let _ = transaction.rollback().await;
+        None
     }
 
     /// One statement per round-trip, progress committed after each: a failure resumes at the
@@ -779,6 +804,33 @@ fn quote_ident_path(name: &str) -> String {
         .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// `text` as a string literal that reads the same whatever `standard_conforming_strings` is:
+/// an escape string, with `\` and `'` doubled.
+fn literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The statement [`record_applied`] runs, with the values inlined, to end a batch; its
+/// duration is the transaction's, from the server's clock.
+fn record_applied_sql(migration: &Migration, steps: usize) -> String {
+    let optional = |text: Option<&str>| text.map_or_else(|| "NULL".to_owned(), literal);
+    format!(
+        "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql, down_checksum)
+         VALUES ({version}, {name}, {phase}, {checksum}, 'applied', {steps}, {steps}, {runner}, now(),
+                 (extract(epoch FROM clock_timestamp() - now()) * 1000)::bigint, {down}, {down_checksum})
+         ON CONFLICT (version) DO UPDATE SET state = 'applied', steps_done = EXCLUDED.steps_done, error = NULL, failed_step = NULL,
+             finished_at = now(), duration_ms = EXCLUDED.duration_ms, installed_by = EXCLUDED.installed_by, down_sql = EXCLUDED.down_sql,
+             down_checksum = EXCLUDED.down_checksum",
+        version = migration.version,
+        name = literal(&migration.name),
+        phase = literal(migration.phase.as_str()),
+        checksum = literal(&migration.checksum),
+        runner = literal(&runner_id()),
+        down = optional(migration.down.as_deref()),
+        down_checksum = optional(crate::ledger::down_checksum(migration).as_deref()),
+    )
 }
 
 pub(crate) async fn record_applied(

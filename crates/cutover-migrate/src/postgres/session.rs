@@ -10,13 +10,15 @@ use crate::{
     MigrateError, Migration, Migrator, PlannedMigration, Report,
     engine::{Applied, Backend, FoundDown},
     ledger::{LEDGER_TABLE, LedgerEntry},
-    migrator::{Dialect, EventSink, prepare},
+    migrator::{Dialect, EventSink, Prepared, prepare},
     sql::SqlBackend,
 };
 
 pub(crate) struct PgSession<'m> {
     pg: Pg,
     migrator: &'m Migrator,
+    /// What `plan` parsed, for `apply` to run without parsing again.
+    prepared: std::collections::HashMap<i64, Prepared>,
     major: u32,
     /// The URL, when connected through one (`pg_dump` needs it for backups).
     url: Option<String>,
@@ -28,6 +30,7 @@ impl<'m> PgSession<'m> {
         Ok(Self {
             pg,
             migrator,
+            prepared: std::collections::HashMap::new(),
             major,
             url,
         })
@@ -59,7 +62,9 @@ impl Backend for PgSession<'_> {
     }
 
     async fn plan(&mut self, migration: &Migration, ledger: &[LedgerEntry]) -> Result<PlannedMigration, MigrateError> {
-        crate::sql::plan(self.migrator, migration, ledger, self.major, Dialect::Postgres)
+        let (planned, prepared) = crate::sql::plan(self.migrator, migration, ledger, self.major, Dialect::Postgres)?;
+        self.prepared.insert(migration.version, prepared);
+        Ok(planned)
     }
 
     fn ran_checksum(&self, migration: &Migration, steps: usize) -> Option<String> {
@@ -83,7 +88,10 @@ impl Backend for PgSession<'_> {
     }
 
     async fn apply(&mut self, migration: &Migration, plan: &PlannedMigration) -> Result<Applied, MigrateError> {
-        let prepared = prepare(migration, Dialect::Postgres, self.major)?;
+        let prepared = match self.prepared.remove(&migration.version) {
+            Some(prepared) => prepared,
+            None => prepare(migration, Dialect::Postgres, self.major)?,
+        };
         self.pg
             .apply(self.migrator, migration, &prepared, plan.resume_at)
             .await

@@ -6,18 +6,24 @@ use crate::{
     MigrateError, Migration, Migrator, PlannedMigration,
     engine::{Applied, Backend, FoundDown},
     ledger::LedgerEntry,
-    migrator::{Dialect, EventSink, prepare},
+    migrator::{Dialect, EventSink, Prepared, prepare},
     sql::SqlBackend,
 };
 
 pub(crate) struct LiteSession<'m> {
     lite: Lite,
     migrator: &'m Migrator,
+    /// What `plan` parsed, for `apply` to run without parsing again.
+    prepared: std::collections::HashMap<i64, Prepared>,
 }
 
 impl<'m> LiteSession<'m> {
     pub(crate) fn new(lite: Lite, migrator: &'m Migrator) -> Self {
-        Self { lite, migrator }
+        Self {
+            lite,
+            migrator,
+            prepared: std::collections::HashMap::new(),
+        }
     }
 }
 
@@ -45,7 +51,9 @@ impl Backend for LiteSession<'_> {
     async fn unlock(&mut self) {}
 
     async fn plan(&mut self, migration: &Migration, ledger: &[LedgerEntry]) -> Result<PlannedMigration, MigrateError> {
-        crate::sql::plan(self.migrator, migration, ledger, 0, Dialect::Sqlite)
+        let (planned, prepared) = crate::sql::plan(self.migrator, migration, ledger, 0, Dialect::Sqlite)?;
+        self.prepared.insert(migration.version, prepared);
+        Ok(planned)
     }
 
     /// A SQLite file runs in one transaction (or whole, for the few statements that cannot):
@@ -59,7 +67,10 @@ impl Backend for LiteSession<'_> {
     }
 
     async fn apply(&mut self, migration: &Migration, _plan: &PlannedMigration) -> Result<Applied, MigrateError> {
-        let prepared = prepare(migration, Dialect::Sqlite, 0)?;
+        let prepared = match self.prepared.remove(&migration.version) {
+            Some(prepared) => prepared,
+            None => prepare(migration, Dialect::Sqlite, 0)?,
+        };
         let applied = self.lite.apply(self.migrator, migration, &prepared).await?;
         Ok(if applied { Applied::Here } else { Applied::ByAnother })
     }

@@ -212,6 +212,52 @@ async fn a_failed_statement_is_recorded_and_the_fixed_migration_resumes_there() 
 }
 
 #[tokio::test]
+async fn a_transactional_migration_runs_whole_and_a_failure_names_its_statement_and_line() {
+    let fixture = Fixture::new().await;
+    // Sent as one batch: statements ending in comments must stay apart.
+    fixture.write(
+        "0001_create.up.sql",
+        "CREATE TABLE a (id int); -- a trailing comment\nCREATE TABLE b (id int) -- no semicolon on this line\n;\nINSERT INTO a VALUES (1);\n",
+    );
+    // Stored in the ledger as written, quotes and backslashes included.
+    let down = "DROP TABLE b; -- it's done, \\ and E'\\'' too\nDROP TABLE a;\n";
+    fixture.write("0001_create.down.sql", down);
+    assert_success(&fixture.run(&["up"]));
+    assert_eq!(fixture.scalar("SELECT count(*) FROM a").await, 1);
+    assert_eq!(fixture.scalar("SELECT count(*) FROM b").await, 0);
+    let stored: String = sqlx::query_scalar("SELECT down_sql FROM _cutover_migrations WHERE version = 1")
+        .fetch_one(&fixture.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, down);
+
+    fixture.write(
+        "0002_broken.up.sql",
+        "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\n\nINSERT INTO c VALUES ('not a number');\nCREATE TABLE d (id int);\n",
+    );
+    let message = assert_exit(1, &fixture.run(&["up"]));
+    assert!(
+        message.contains("migration 2 (broken) failed at step 3") && message.contains("0002_broken.up.sql:4"),
+        "{message}"
+    );
+    assert!(message.contains("invalid input syntax"), "{message}");
+    let (state, done, failed): (String, i32, Option<i32>) =
+        sqlx::query_as("SELECT state, steps_done, failed_step FROM _cutover_migrations WHERE version = 2")
+            .fetch_one(&fixture.pool)
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), done, failed), ("failed", 0, Some(3)));
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_tables WHERE tablename IN ('c', 'd')")
+            .await,
+        0,
+        "all or nothing"
+    );
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
 async fn an_invalid_index_left_by_a_failed_build_is_rebuilt_not_skipped() {
     let fixture = Fixture::new().await;
     fixture.write(
