@@ -21,6 +21,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step "cutover-migrate with one backend alone (a MongoDB-only build has no sqlx, a SQL one no MongoDB driver)"
+for backend in postgres sqlite mongodb; do
+    cargo clippy -p cutover-migrate --lib --no-default-features --features "$backend" --locked -- -D warnings
+done
 step "deployment files (hadolint, kubernetes-validate, docker-compose, nginx, haproxy, actionlint)"
 scripts/validate-deploy.sh
 step "cargo test (all features, real services)"

@@ -25,7 +25,7 @@ use std::{future::Future, path::PathBuf};
 use crate::{
     Event, MigrateError, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
     ledger::{LedgerEntry, State},
-    migrator::{EventSink, MigrationState, emit},
+    outcome::{EventSink, MigrationState, emit},
 };
 
 /// What the engine needs of a migration, SQL or MongoDB.
@@ -42,6 +42,7 @@ pub(crate) trait Identity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Applied {
     Here,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     ByAnother,
 }
 

@@ -202,6 +202,7 @@ pub enum MigrateError {
     #[error("cannot adopt the database: {0}")]
     Adoption(String),
     /// A database error outside a migration's statements.
+    #[cfg(feature = "sql")]
     #[error("{context}: {source}")]
     Database {
         /// What was being done.
@@ -226,6 +227,7 @@ impl MigrateError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::LockTimeout { .. } => true,
+            #[cfg(feature = "sql")]
             Self::Database { source, .. } => is_transient_sqlx(source),
             #[cfg(feature = "mongodb")]
             Self::Mongo { source, .. } => matches!(
@@ -242,6 +244,7 @@ impl MigrateError {
         move |source| Self::Mongo { context, source }
     }
 
+    #[cfg(feature = "sql")]
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let context = context.into();
         move |source| Self::Database { context, source }
@@ -251,6 +254,7 @@ impl MigrateError {
 /// Connection failures, and the server saying "not now": SQLSTATE class 08 (connection
 /// exception), 57P03 (cannot connect now: starting up or shutting down), 53300 (too many
 /// connections).
+#[cfg(feature = "sql")]
 fn is_transient_sqlx(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,

@@ -1,13 +1,15 @@
 //! The ledger: one row per migration the database has seen.
 
-use std::time::Duration;
-
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 /// The ledger table's name.
 pub const LEDGER_TABLE: &str = "_cutover_migrations";
 
-pub(crate) fn serialize_duration<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+#[cfg(feature = "sql")]
+pub(crate) fn serialize_duration<S: serde::Serializer>(
+    duration: &std::time::Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*duration).to_string())
 }
 
@@ -49,7 +51,8 @@ impl State {
 }
 
 /// A ledger row. The SQL backends read it by column name (`sqlx::FromRow`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "sql", derive(sqlx::FromRow))]
 pub struct LedgerEntry {
     /// Version.
     pub version: i64,
@@ -60,7 +63,7 @@ pub struct LedgerEntry {
     /// Checksum of what was applied.
     pub checksum: String,
     /// State.
-    #[sqlx(try_from = "String")]
+    #[cfg_attr(feature = "sql", sqlx(try_from = "String"))]
     pub state: State,
     /// Statements or batches done.
     pub steps_done: i64,
@@ -99,8 +102,9 @@ pub struct LedgerEntry {
 }
 
 /// The checksum stored with a migration's down SQL.
+#[cfg(feature = "sql")]
 pub(crate) fn down_checksum(migration: &crate::Migration) -> Option<String> {
-    migration.down.as_deref().map(crate::source::checksum)
+    migration.down.as_deref().map(crate::checksum)
 }
 
 /// Where the runner is, for `installed_by`.
@@ -120,6 +124,7 @@ fn read_runner_id() -> String {
 }
 
 /// A backfill's position, committed with each batch.
+#[cfg(feature = "sql")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct Checkpoint {
     /// Keys up to this one are done.

@@ -95,17 +95,16 @@
 //! | `mongodb` | the MongoDB backend ([`mongo`]) |
 //! | `cli` | the `cutover-migrate` binary (`cargo install cutover-migrate --features cli`), with every backend |
 //!
-//! The defaults are what a service migrating at start-up needs: no MongoDB driver, argument
-//! parser or progress bars unless asked for.
+//! Any one backend builds alone. The defaults are what a service migrating a SQL database at
+//! start-up needs: no MongoDB driver, argument parser or progress bars unless asked for; and
+//! `default-features = false, features = ["mongodb"]` builds the MongoDB runner without sqlx or
+//! the SQL lint.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// The shared model (ledger, phases, checksums) still lives with the SQL runner.
-#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
-compile_error!(
-    "cutover-migrate needs the `postgres` or `sqlite` feature (with `mongodb`, add `sqlite`: \
-     a MongoDB-only build is not supported yet)"
-);
+#[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
+compile_error!("cutover-migrate needs at least one backend: the `postgres`, `sqlite` or `mongodb` feature");
 
+#[cfg(feature = "sql")]
 mod adopt;
 #[cfg(feature = "postgres")]
 mod backfill;
@@ -115,17 +114,24 @@ mod engine;
 mod error;
 mod ledger;
 pub mod lint;
+#[cfg(feature = "sql")]
 mod migrator;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 mod naming;
+mod outcome;
+mod phase;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sql")]
 mod source;
+#[cfg(feature = "sql")]
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sql")]
 mod statements;
+#[cfg(feature = "sql")]
 mod target;
 
 /// Embed a directory of migrations in the binary at compile time: the migration files of the
@@ -159,23 +165,26 @@ macro_rules! embed_migrations {
 #[doc(hidden)]
 pub use cutover_migrate_macros::embed_migrations as __embed_migrations;
 
+#[cfg(feature = "sql")]
 pub use adopt::{Adoption, ForeignTool, ImportOptions};
 pub use error::MigrateError;
 pub use ledger::{LEDGER_TABLE, LedgerEntry, State as LedgerState};
+#[cfg(feature = "sql")]
 pub use lint::{LintPolicy, VersionRange};
-pub use migrator::{
-    ApplyMode, BackupPolicy, Dialect, Event, MigrationState, Migrator, PlannedMigration, Report, SqlCheck, StatusEntry,
-    UpOptions,
-};
-pub use source::{
-    BackfillSpec, Body, Migration, MigrationPhase, MigrationSet, Phase, RustMigration, TransactionMode, checksum,
-};
+#[cfg(feature = "sql")]
+pub use migrator::{BackupPolicy, Dialect, Migrator, SqlCheck};
+pub use outcome::{ApplyMode, Event, MigrationState, PlannedMigration, Report, StatusEntry, UpOptions};
+pub use phase::{MigrationPhase, Phase, checksum};
+#[cfg(feature = "sql")]
+pub use source::{BackfillSpec, Body, Migration, MigrationSet, RustMigration, TransactionMode};
+#[cfg(feature = "sql")]
 pub use target::Target;
 
 /// An error type that can hold any error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The connection a [`RustMigration`] runs on, inside its migration's transaction.
+#[cfg(feature = "sql")]
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Connection<'a> {

@@ -121,6 +121,7 @@ pub(crate) fn plan(
 
 /// The checksum of the first `steps` statements of `migration` (PostgreSQL's split; SQLite
 /// files run whole and never stop part-way).
+#[cfg(feature = "postgres")]
 pub(crate) fn ran_checksum(migration: &Migration, steps: usize) -> Option<String> {
     let statements = crate::statements::split(migration.sql()?).ok()?;
     Some(crate::migrator::prefix_checksum(&statements, steps))
@@ -137,7 +138,7 @@ pub(crate) fn down_of(entry: &LedgerEntry, migration: Option<&Migration>) -> Res
         return Err(MigrateError::Irreversible { version, name });
     };
     match &entry.down_checksum {
-        Some(expected) if *expected == crate::source::checksum(stored) => Ok(FoundDown {
+        Some(expected) if *expected == crate::checksum(stored) => Ok(FoundDown {
             down: stored.clone(),
             warning: Some(format!(
                 "migration {version} ({name}): no down file here; reverted with the down SQL stored in the ledger (checksum verified)"

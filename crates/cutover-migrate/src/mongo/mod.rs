@@ -54,7 +54,7 @@ use self::{lease::LeaseConfig, session::MongoSession};
 use crate::{
     Event, MigrateError, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
     engine::{self, Identity},
-    migrator::EventSink,
+    outcome::EventSink,
 };
 
 impl Identity for MongoMigration {

@@ -8,7 +8,7 @@ use crate::{
     ApplyMode, Event, MigrateError, PlannedMigration,
     engine::{Applied, Backend, FoundDown},
     ledger::{LedgerEntry, State},
-    migrator::{EventSink, emit},
+    outcome::{EventSink, emit},
 };
 
 pub(crate) struct MongoSession<'a> {

@@ -10,7 +10,8 @@ use crate::{
     MigrateError, Migration, Migrator, PlannedMigration, Report,
     engine::{Applied, Backend, FoundDown},
     ledger::{LEDGER_TABLE, LedgerEntry},
-    migrator::{Dialect, EventSink, Prepared, prepare},
+    migrator::{Dialect, Prepared, prepare},
+    outcome::EventSink,
     sql::SqlBackend,
 };
 

@@ -6,7 +6,8 @@ use crate::{
     MigrateError, Migration, Migrator, PlannedMigration,
     engine::{Applied, Backend, FoundDown},
     ledger::LedgerEntry,
-    migrator::{Dialect, EventSink, Prepared, prepare},
+    migrator::{Dialect, Prepared, prepare},
+    outcome::EventSink,
     sql::SqlBackend,
 };
 
