@@ -432,6 +432,8 @@ async fn down_locked<B: Backend>(
     migrations: &[B::Migration],
     target: i64,
 ) -> Result<Report, MigrateError> {
+    // Refuses a ledger a newer cutover-migrate wrote before touching it.
+    backend.ensure_ledger().await?;
     let mut ledger = backend.ledger().await?;
     ledger.retain(|e| e.version > target);
     ledger.sort_by_key(|e| std::cmp::Reverse(e.version));

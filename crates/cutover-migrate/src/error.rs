@@ -198,6 +198,17 @@ pub enum MigrateError {
     /// The database URL is not one this tool speaks.
     #[error("`{0}` is not a database URL this tool supports; use postgres://..., sqlite://... or mongodb://...")]
     UnsupportedUrl(String),
+    /// The ledger was written by a newer cutover-migrate than this one; nothing was written.
+    #[error(
+        "the ledger was written by a newer cutover-migrate (ledger schema {found}; this version knows up to {known}): \
+         run the newer cutover-migrate, or upgrade this one; nothing was changed"
+    )]
+    LedgerTooNew {
+        /// The schema found.
+        found: i64,
+        /// The newest this version knows.
+        known: i64,
+    },
     /// `baseline` or `import` found something it cannot adopt; nothing was recorded.
     #[error("cannot adopt the database: {0}")]
     Adoption(String),

@@ -168,7 +168,7 @@ pub use cutover_migrate_macros::embed_migrations as __embed_migrations;
 #[cfg(feature = "sql")]
 pub use adopt::{Adoption, ForeignTool, ImportOptions};
 pub use error::MigrateError;
-pub use ledger::{LEDGER_TABLE, LedgerEntry, State as LedgerState};
+pub use ledger::{LEDGER_SCHEMA, LEDGER_SCHEMA_TABLE, LEDGER_TABLE, LedgerEntry, State as LedgerState};
 #[cfg(feature = "sql")]
 pub use lint::{LintPolicy, VersionRange};
 #[cfg(feature = "sql")]

@@ -13,7 +13,7 @@ use mongodb::{
 use super::MongoMigration;
 use crate::{
     MigrateError,
-    ledger::{LedgerEntry, State, runner_id},
+    ledger::{LEDGER_SCHEMA, LEDGER_SCHEMA_TABLE, LedgerEntry, State, check_schema, runner_id},
 };
 
 /// The ledger collection.
@@ -72,6 +72,29 @@ fn entry(document: &Document) -> Option<LedgerEntry> {
         repair_note: text(document, "repair_note"),
         adopted_from: text(document, "adopted_from"),
     })
+}
+
+/// Check the ledger's schema version (a document with `_id` [`LEDGER_SCHEMA_TABLE`] in the
+/// ledger collection, which entry readers skip: their `_id` is a version number) and record
+/// this one's. Fields are added as they are written: no upgrade touches the documents.
+pub(crate) async fn ensure_schema(db: &Database) -> Result<(), MigrateError> {
+    let found = ledger(db)
+        .find_one(doc! { "_id": LEDGER_SCHEMA_TABLE })
+        .await
+        .map_err(MigrateError::mongo("cannot read the ledger's schema"))?
+        .and_then(|document| integer(&document, "schema"));
+    check_schema(found)?.for_each(drop);
+    if found != Some(LEDGER_SCHEMA) {
+        ledger(db)
+            .update_one(
+                doc! { "_id": LEDGER_SCHEMA_TABLE },
+                doc! { "$set": { "schema": LEDGER_SCHEMA } },
+            )
+            .upsert(true)
+            .await
+            .map_err(MigrateError::mongo("cannot record the ledger's schema"))?;
+    }
+    Ok(())
 }
 
 /// Every ledger entry, in version order.

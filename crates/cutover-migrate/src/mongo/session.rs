@@ -69,9 +69,9 @@ impl Backend for MongoSession<'_> {
         ledger::read(self.db).await
     }
 
-    /// The collection appears with its first document.
+    /// The collection appears with its first document; its schema version is checked.
     async fn ensure_ledger(&mut self) -> Result<(), MigrateError> {
-        Ok(())
+        ledger::ensure_schema(self.db).await
     }
 
     async fn lock(&mut self) -> Result<(), MigrateError> {

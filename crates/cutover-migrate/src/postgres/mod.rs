@@ -15,7 +15,7 @@ use sqlx::{
 
 use crate::{
     Event, MigrateError, Migration, Migrator,
-    ledger::{Checkpoint, LEDGER_TABLE, LedgerEntry, runner_id},
+    ledger::{Checkpoint, LEDGER_SCHEMA, LEDGER_SCHEMA_TABLE, LEDGER_TABLE, LedgerEntry, check_schema, runner_id},
     migrator::{Prepared, SqlCheck},
     source::Body,
     statements::Statement,
@@ -153,13 +153,35 @@ impl Pg {
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
-        // Ledgers written before down SQL carried a checksum, or before adoption was recorded.
         self.work
             .execute(AssertSqlSafe(format!(
-                "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS down_checksum text, ADD COLUMN IF NOT EXISTS adopted_from text"
+                "CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA_TABLE} (schema bigint NOT NULL)"
             )))
             .await
-            .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+            .map_err(MigrateError::db("cannot create the ledger's schema table"))?;
+        let found: Option<i64> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(schema) FROM {LEDGER_SCHEMA_TABLE}")))
+                .fetch_one(&mut self.work)
+                .await
+                .map_err(MigrateError::db("cannot read the ledger's schema"))?;
+        for upgrade in check_schema(found)? {
+            self.work
+                .execute(AssertSqlSafe(format!(
+                    "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS {} text",
+                    upgrade.column
+                )))
+                .await
+                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+        }
+        if found != Some(LEDGER_SCHEMA) {
+            self.work
+                .execute(AssertSqlSafe(format!(
+                    "DELETE FROM {LEDGER_SCHEMA_TABLE}; INSERT INTO {LEDGER_SCHEMA_TABLE} VALUES ({LEDGER_SCHEMA})"
+                )))
+                .await
+                .map_err(MigrateError::db("cannot record the ledger's schema"))?;
+            tracing::info!(from = found.unwrap_or(1), to = LEDGER_SCHEMA, "ledger schema recorded");
+        }
         Ok(())
     }
 

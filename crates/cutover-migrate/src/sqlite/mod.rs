@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, SqliteConnection, sqlite::Sqlite
 
 use crate::{
     Event, MigrateError, Migration, Migrator,
-    ledger::{Checkpoint, LEDGER_TABLE, LedgerEntry, runner_id},
+    ledger::{Checkpoint, LEDGER_SCHEMA, LEDGER_SCHEMA_TABLE, LEDGER_TABLE, LedgerEntry, check_schema, runner_id},
     migrator::{Prepared, SqlCheck},
     source::Body,
 };
@@ -143,16 +143,35 @@ impl Lite {
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
-        // Ledgers written before down SQL carried a checksum, or before adoption was recorded.
-        for column in ["down_checksum", "adopted_from"] {
-            if !self.has_ledger_column(column).await? {
+        self.connection
+            .execute(AssertSqlSafe(format!(
+                "CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA_TABLE} (schema INTEGER NOT NULL)"
+            )))
+            .await
+            .map_err(MigrateError::db("cannot create the ledger's schema table"))?;
+        let found: Option<i64> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(schema) FROM {LEDGER_SCHEMA_TABLE}")))
+                .fetch_one(&mut *self.connection)
+                .await
+                .map_err(MigrateError::db("cannot read the ledger's schema"))?;
+        for upgrade in check_schema(found)? {
+            if !self.has_ledger_column(upgrade.column).await? {
                 self.connection
                     .execute(AssertSqlSafe(format!(
-                        "ALTER TABLE {LEDGER_TABLE} ADD COLUMN {column} TEXT"
+                        "ALTER TABLE {LEDGER_TABLE} ADD COLUMN {} TEXT",
+                        upgrade.column
                     )))
                     .await
                     .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
             }
+        }
+        if found != Some(LEDGER_SCHEMA) {
+            self.connection
+                .execute(AssertSqlSafe(format!(
+                    "DELETE FROM {LEDGER_SCHEMA_TABLE}; INSERT INTO {LEDGER_SCHEMA_TABLE} VALUES ({LEDGER_SCHEMA})"
+                )))
+                .await
+                .map_err(MigrateError::db("cannot record the ledger's schema"))?;
         }
         Ok(())
     }

@@ -47,6 +47,9 @@ trait Db {
     async fn status(&self, specs: &[Spec]) -> Vec<StatusEntry>;
     async fn repair(&self, specs: &[Spec]) -> Vec<i64>;
     async fn exists(&self, thing: &str) -> bool;
+    /// The ledger's schema version, as a newer (or this) cutover-migrate recorded it.
+    async fn ledger_schema(&self) -> i64;
+    async fn set_ledger_schema(&self, schema: i64);
     async fn cleanup(self);
 }
 
@@ -171,6 +174,21 @@ impl Db for Postgres {
             .unwrap()
     }
 
+    async fn ledger_schema(&self) -> i64 {
+        sqlx::query_scalar("SELECT schema FROM _cutover_migrations_schema")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn set_ledger_schema(&self, schema: i64) {
+        sqlx::query("UPDATE _cutover_migrations_schema SET schema = $1")
+            .bind(schema)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     async fn cleanup(self) {
         self.pool.close().await;
         sqlx::query(AssertSqlSafe(format!("DROP DATABASE {} WITH (FORCE)", self.name)))
@@ -236,6 +254,21 @@ impl Db for Sqlite {
             .await
             .unwrap()
             > 0
+    }
+
+    async fn ledger_schema(&self) -> i64 {
+        sqlx::query_scalar("SELECT schema FROM _cutover_migrations_schema")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn set_ledger_schema(&self, schema: i64) {
+        sqlx::query("UPDATE _cutover_migrations_schema SET schema = ?1")
+            .bind(schema)
+            .execute(&self.pool)
+            .await
+            .unwrap();
     }
 
     async fn cleanup(self) {
@@ -307,6 +340,28 @@ impl Db for Mongo {
             .unwrap()
             .iter()
             .any(|name| name == thing)
+    }
+
+    async fn ledger_schema(&self) -> i64 {
+        self.db
+            .collection::<mongodb::bson::Document>("_migrations")
+            .find_one(doc! { "_id": "_cutover_migrations_schema" })
+            .await
+            .unwrap()
+            .unwrap()
+            .get_i64("schema")
+            .unwrap()
+    }
+
+    async fn set_ledger_schema(&self, schema: i64) {
+        self.db
+            .collection::<mongodb::bson::Document>("_migrations")
+            .update_one(
+                doc! { "_id": "_cutover_migrations_schema" },
+                doc! { "$set": { "schema": schema } },
+            )
+            .await
+            .unwrap();
     }
 
     async fn cleanup(self) {
@@ -480,6 +535,24 @@ async fn concurrent_runners_apply_each_migration_once(db: impl Db) {
     db.cleanup().await;
 }
 
+async fn a_ledger_written_by_a_newer_version_is_never_written_to(db: impl Db) {
+    let specs = [spec(1, &[Create("a")], Some(&[Drop("a")]))];
+    db.up(&specs).await.unwrap();
+    assert_eq!(db.ledger_schema().await, cutover_migrate::LEDGER_SCHEMA);
+    db.set_ledger_schema(cutover_migrate::LEDGER_SCHEMA + 1).await;
+    let more = [specs[0].clone(), spec(2, &[Create("b")], None)];
+    let refused = db.up(&more).await.unwrap_err();
+    assert!(matches!(refused, MigrateError::LedgerTooNew { .. }), "{refused}");
+    assert!(refused.to_string().contains("newer cutover-migrate"), "{refused}");
+    assert!(!db.exists("b").await);
+    let refused = db.down(&more, 0).await.unwrap_err();
+    assert!(matches!(refused, MigrateError::LedgerTooNew { .. }), "{refused}");
+    assert!(db.exists("a").await);
+    // Reading is still allowed: an operator can see where things stand.
+    assert_eq!(db.status(&more).await.len(), 2);
+    db.cleanup().await;
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod on_postgres {
@@ -511,4 +584,5 @@ on_every_backend!(
     down_forgets_a_migration_that_never_completed_a_step,
     a_failing_integrity_check_applies_nothing,
     concurrent_runners_apply_each_migration_once,
+    a_ledger_written_by_a_newer_version_is_never_written_to,
 );

@@ -690,8 +690,12 @@ async fn a_ledger_from_before_down_checksums_is_read_and_upgraded() {
     fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
     fixture.write("0001_create.down.sql", "DROP TABLE t;");
     assert_success(&fixture.run(&["up"]));
-    // The ledger as cutover-migrate 0.1 wrote it.
-    sqlx::query("ALTER TABLE _cutover_migrations DROP COLUMN down_checksum")
+    // The ledger as cutover-migrate 0.1 wrote it: no down checksums, no schema version.
+    sqlx::query("ALTER TABLE _cutover_migrations DROP COLUMN down_checksum, DROP COLUMN adopted_from")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE _cutover_migrations_schema")
         .execute(&fixture.pool)
         .await
         .unwrap();
@@ -705,6 +709,11 @@ async fn a_ledger_from_before_down_checksums_is_read_and_upgraded() {
             .await,
         1,
         "the column is back, and filled for what was applied since"
+    );
+    assert_eq!(
+        fixture.scalar("SELECT schema FROM _cutover_migrations_schema").await,
+        cutover_migrate::LEDGER_SCHEMA,
+        "the upgraded ledger records its schema"
     );
     fixture.remove("0002_more.down.sql");
     assert_success(&fixture.run(&["down", "--to", "1"]));

@@ -1,4 +1,29 @@
-//! The ledger: one row per migration the database has seen.
+//! The ledger: one row per migration the database has seen (a document per migration on
+//! MongoDB), moved only by these named transitions, each written by the backend in the same
+//! transaction as the work it records where the database allows:
+//!
+//! | transition | from | to | when |
+//! | --- | --- | --- | --- |
+//! | `applied` | (none), `failed` | `applied` | a transactional migration commits, with its row |
+//! | `start` | (none), `failed`, `running` | `running` | a migration that runs step by step begins or resumes |
+//! | `step done` | `running` | `running` | a step committed: `steps_done` and the checksum of the steps done |
+//! | `checkpoint` | `running` | `running` | a backfill batch committed, in the batch's transaction |
+//! | `fail` | (none), `running` | `failed` | a step failed: which, and the error |
+//! | `finish` | `running` | `applied` | the last step of a step-by-step migration |
+//! | `adopt` | (none) | `applied` | `baseline` or `import`: recorded, never run (`adopted_from`) |
+//! | `realign` | any | same | `repair`: the checksum of the edited file, with a note |
+//! | `revert` | `applied`, `failed`, `running` | (none) | `down` ran its down, in the down's transaction |
+//! | `forget` | `failed`, `running` with no step done | (none) | `down` of a migration of which nothing ran |
+//!
+//! The ledger has a schema version of its own ([`LEDGER_SCHEMA`]), kept next to it: a run that
+//! writes brings an older ledger up to date (its upgrades are additive only, so older rows read as
+//! they are) and refuses one written by a newer version of cutover-migrate, whose rows this one
+//! might misread.
+
+mod schema;
+
+pub(crate) use schema::check_schema;
+pub use schema::{LEDGER_SCHEMA, LEDGER_SCHEMA_TABLE};
 
 use serde::Serialize;
 
