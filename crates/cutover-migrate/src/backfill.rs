@@ -52,7 +52,7 @@ fn single_statement(migration: &Migration) -> Result<String, MigrateError> {
 }
 
 pub(crate) async fn run_postgres(
-    pg: &mut Pg,
+    pg: &mut Pg<'_>,
     migrator: &Migrator,
     migration: &Migration,
     spec: &BackfillSpec,

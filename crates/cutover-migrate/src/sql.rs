@@ -67,7 +67,7 @@ impl<'m> SqlSession<'m> {
     /// lock connection).
     pub(crate) async fn open(
         migrator: &'m Migrator,
-        target: crate::Target<'_>,
+        target: crate::Target<'m>,
         for_writing: bool,
     ) -> Result<Self, MigrateError> {
         #[cfg(not(feature = "postgres"))]
@@ -81,6 +81,18 @@ impl<'m> SqlSession<'m> {
                 return Ok(Self::Postgres(
                     crate::postgres::PgSession::new(pg, migrator, None).await?,
                 ));
+            }
+            #[cfg(feature = "postgres")]
+            crate::Target::PostgresConnection(connection) => {
+                let pg = crate::postgres::Pg::borrow(connection)?;
+                return Ok(Self::Postgres(
+                    crate::postgres::PgSession::new(pg, migrator, None).await?,
+                ));
+            }
+            #[cfg(feature = "sqlite")]
+            crate::Target::SqliteConnection(connection) => {
+                let lite = crate::sqlite::Lite::borrow(connection)?;
+                return Ok(Self::Sqlite(crate::sqlite::LiteSession::new(lite, migrator)));
             }
             #[cfg(feature = "sqlite")]
             crate::Target::Sqlite(pool) => {

@@ -1,13 +1,17 @@
-//! What to migrate: a URL, or a pool the application already holds.
+//! What to migrate: a URL, or a pool or connection the application already holds.
 
 /// The database a [`Migrator`](crate::Migrator) works on: a URL (`postgres://...`,
-/// `sqlite://...`), or a pool the application already has, whatever way it was configured (an
-/// in-memory SQLite pool included).
+/// `sqlite://...`), or a pool or connection the application already has, whatever way it was
+/// configured (an in-memory SQLite pool included).
 ///
 /// From a PostgreSQL pool the runner opens connections of its own with the pool's options, so
 /// the advisory lock and the `lock_timeout` it sets never go back into the pool with a
 /// connection. From a SQLite pool it borrows one connection for the run (an in-memory database
 /// exists only through the pool), and leaves no session setting behind on it.
+///
+/// A connection (`&mut PgConnection`, `&mut SqliteConnection`) is used for everything, the
+/// PostgreSQL advisory lock included (released when the run ends); it must not be inside a
+/// transaction, since each migration commits its own.
 ///
 /// ```no_run
 /// use cutover_migrate::{MigrationSet, Migrator, UpOptions};
@@ -19,7 +23,7 @@
 /// migrator.up("sqlite://app.db", &UpOptions::default()).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Target<'a> {
     /// A database URL.
@@ -27,9 +31,15 @@ pub enum Target<'a> {
     /// A PostgreSQL pool.
     #[cfg(feature = "postgres")]
     Postgres(&'a sqlx::PgPool),
+    /// A PostgreSQL connection, outside any transaction.
+    #[cfg(feature = "postgres")]
+    PostgresConnection(&'a mut sqlx::PgConnection),
     /// A SQLite pool.
     #[cfg(feature = "sqlite")]
     Sqlite(&'a sqlx::SqlitePool),
+    /// A SQLite connection, outside any transaction.
+    #[cfg(feature = "sqlite")]
+    SqliteConnection(&'a mut sqlx::SqliteConnection),
 }
 
 impl Target<'_> {
@@ -66,5 +76,19 @@ impl<'a> From<&'a sqlx::PgPool> for Target<'a> {
 impl<'a> From<&'a sqlx::SqlitePool> for Target<'a> {
     fn from(pool: &'a sqlx::SqlitePool) -> Self {
         Self::Sqlite(pool)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'a> From<&'a mut sqlx::PgConnection> for Target<'a> {
+    fn from(connection: &'a mut sqlx::PgConnection) -> Self {
+        Self::PostgresConnection(connection)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'a> From<&'a mut sqlx::SqliteConnection> for Target<'a> {
+    fn from(connection: &'a mut sqlx::SqliteConnection) -> Self {
+        Self::SqliteConnection(connection)
     }
 }

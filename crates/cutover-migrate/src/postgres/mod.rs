@@ -27,10 +27,38 @@ pub(crate) use session::PgSession;
 /// `lock_not_available`: a `lock_timeout` fired.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
-pub(crate) struct Pg {
-    work: PgConnection,
+pub(crate) struct Pg<'c> {
+    work: Work<'c>,
+    /// The lock's own connection; `None` on a borrowed connection (the lock is then taken on
+    /// it) and for read-only runs.
     lock: Option<PgConnection>,
     holding: bool,
+}
+
+/// The connection statements run on: the runner's own, or one the application lent.
+enum Work<'c> {
+    Own(PgConnection),
+    Borrowed(&'c mut PgConnection),
+}
+
+impl std::ops::Deref for Work<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Self::Own(connection) => connection,
+            Self::Borrowed(connection) => connection,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Work<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Self::Own(connection) => connection,
+            Self::Borrowed(connection) => connection,
+        }
+    }
 }
 
 pub(crate) fn error_code(error: &sqlx::Error) -> Option<String> {
@@ -68,7 +96,7 @@ pub(crate) fn millis_literal(duration: Duration) -> String {
     format!("{}ms", duration.as_millis().max(1))
 }
 
-impl Pg {
+impl<'c> Pg<'c> {
     pub(crate) async fn connect(url: &str, with_lock: bool) -> Result<Self, MigrateError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| MigrateError::UnsupportedUrl(format!("{}: {e}", crate::redact_url(url))))?;
@@ -110,15 +138,42 @@ impl Pg {
         // Both at once: connecting (authentication included) is most of a short run's fixed cost.
         let (work, lock) = tokio::try_join!(work, lock)?;
         Ok(Self {
-            work,
+            work: Work::Own(work),
             lock,
             holding: false,
         })
     }
 
+    /// Run on the application's connection: statements and the advisory lock both on it (the
+    /// lock is released at the end of the run, and `lock_timeout` is only ever set for a
+    /// transaction or reset after use). Refused inside a transaction: migrations commit their
+    /// own.
+    pub(crate) fn borrow(connection: &'c mut PgConnection) -> Result<Self, MigrateError> {
+        if connection.is_in_transaction() {
+            return Err(MigrateError::Preflight(
+                "the connection is inside a transaction: migrations commit their own, so lend one outside any transaction"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self {
+            work: Work::Borrowed(connection),
+            lock: None,
+            holding: false,
+        })
+    }
+
+    /// The connection the advisory lock lives on.
+    fn lock_connection(&mut self) -> Option<&mut PgConnection> {
+        match (&mut self.lock, &mut self.work) {
+            (Some(lock), _) => Some(lock),
+            (None, Work::Borrowed(connection)) => Some(connection),
+            (None, Work::Own(_)) => None,
+        }
+    }
+
     pub(crate) async fn server_major(&mut self) -> Result<u32, MigrateError> {
         let version: String = sqlx::query_scalar("SHOW server_version_num")
-            .fetch_one(&mut self.work)
+            .fetch_one(&mut *self.work)
             .await
             .map_err(MigrateError::db("cannot read the server version"))?;
         Ok(version.trim().parse::<u32>().map_or(15, |n| n / 10_000))
@@ -161,7 +216,7 @@ impl Pg {
             .map_err(MigrateError::db("cannot create the ledger's schema table"))?;
         let found: Option<i64> =
             sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(schema) FROM {LEDGER_SCHEMA_TABLE}")))
-                .fetch_one(&mut self.work)
+                .fetch_one(&mut *self.work)
                 .await
                 .map_err(MigrateError::db("cannot read the ledger's schema"))?;
         for upgrade in check_schema(found)? {
@@ -189,7 +244,7 @@ impl Pg {
     pub(crate) async fn table_exists(&mut self, table: &str) -> Result<bool, MigrateError> {
         sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
             .bind(table)
-            .fetch_one(&mut self.work)
+            .fetch_one(&mut *self.work)
             .await
             .map_err(MigrateError::db(format!("cannot look for the table {table}")))
     }
@@ -197,7 +252,7 @@ impl Pg {
     /// Another tool's ledger rows.
     pub(crate) async fn foreign_rows(&mut self, sql: &str) -> Result<Vec<crate::adopt::ForeignRow>, MigrateError> {
         sqlx::query_as(AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut self.work)
+            .fetch_all(&mut *self.work)
             .await
             .map_err(MigrateError::db("cannot read the other tool's ledger"))
     }
@@ -224,7 +279,7 @@ impl Pg {
         .bind(crate::ledger::down_checksum(migration))
         .bind(source)
         .bind(note)
-        .execute(&mut self.work)
+        .execute(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot record an adopted migration"))?;
         Ok(inserted.rows_affected() == 1)
@@ -239,7 +294,7 @@ impl Pg {
                     EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
                             AND attname = 'adopted_from' AND NOT attisdropped)"
             )))
-            .fetch_one(&mut self.work)
+            .fetch_one(&mut *self.work)
             .await
             .map_err(MigrateError::db("cannot read the ledger"))?;
         if exists.is_none() {
@@ -267,7 +322,7 @@ impl Pg {
                     {adopted_from}
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
-        .fetch_all(&mut self.work)
+        .fetch_all(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot read the ledger"))
     }
@@ -276,7 +331,7 @@ impl Pg {
     /// while waiting (a waiting transaction's snapshot is what deadlocks concurrent index
     /// builds), 25 ms doubling to 1 s with jitter, up to `lock_wait`.
     pub(crate) async fn lock(&mut self, migrator: &Migrator) -> Result<(), MigrateError> {
-        let Some(lock) = self.lock.as_mut() else {
+        let Some(lock) = self.lock_connection() else {
             return Ok(());
         };
         let started = Instant::now();
@@ -309,25 +364,30 @@ impl Pg {
     }
 
     pub(crate) async fn unlock(&mut self) {
-        if let (true, Some(lock)) = (self.holding, self.lock.as_mut()) {
-            let released =
-                sqlx::query("SELECT pg_advisory_unlock(hashtext('cutover-migrate:' || current_database())::bigint)")
-                    .execute(&mut *lock)
-                    .await;
-            if let Err(error) = released {
-                // Closing the session releases it anyway.
-                tracing::warn!(%error, "could not release the migration lock; closing its connection");
-                if let Some(lock) = self.lock.take() {
-                    let _ = lock.close().await;
-                }
+        if !self.holding {
+            return;
+        }
+        self.holding = false;
+        let Some(lock) = self.lock_connection() else {
+            return;
+        };
+        let released =
+            sqlx::query("SELECT pg_advisory_unlock(hashtext('cutover-migrate:' || current_database())::bigint)")
+                .execute(&mut *lock)
+                .await;
+        if let Err(error) = released {
+            // Closing the session releases it anyway: the runner's own lock connection is
+            // closed now; a borrowed one releases it when the application closes it.
+            tracing::warn!(%error, "could not release the migration lock; it ends with its connection");
+            if let Some(lock) = self.lock.take() {
+                let _ = lock.close().await;
             }
-            self.holding = false;
         }
     }
 
     pub(crate) async fn check(&mut self, check: &SqlCheck) -> Result<bool, MigrateError> {
         sqlx::query_scalar::<_, bool>(AssertSqlSafe(check.sql.clone()))
-            .fetch_one(&mut self.work)
+            .fetch_one(&mut *self.work)
             .await
             .map_err(MigrateError::db(format!("check `{}`", check.name)))
     }
@@ -341,7 +401,7 @@ impl Pg {
         let mut warnings = Vec::new();
         let connections: i64 =
             sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-                .fetch_one(&mut self.work)
+                .fetch_one(&mut *self.work)
                 .await
                 .map_err(MigrateError::db("pre-flight: cannot count connections"))?;
         if connections > migrator.max_connections_warning {
@@ -378,7 +438,7 @@ impl Pg {
                    AND (a.state LIKE 'idle in transaction%' OR now() - a.xact_start > interval '30 seconds')",
             )
             .bind(&tables)
-            .fetch_all(&mut self.work)
+            .fetch_all(&mut *self.work)
             .await
             .map_err(MigrateError::db("pre-flight: cannot inspect sessions"))?;
             for row in rows {
@@ -573,7 +633,7 @@ impl Pg {
             .bind(migration.version)
             .bind(i32::try_from(index + 1).unwrap_or(i32::MAX))
             .bind(crate::migrator::prefix_checksum(statements, index + 1))
-            .execute(&mut self.work)
+            .execute(&mut *self.work)
             .await
             .map_err(MigrateError::db("cannot record progress"))?;
             migrator.emit(Event::Step {
@@ -589,7 +649,7 @@ impl Pg {
         )))
         .bind(migration.version)
         .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
-        .execute(&mut self.work)
+        .execute(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot record the migration"))?;
         Ok(())
@@ -665,7 +725,7 @@ impl Pg {
         )
         .bind(bare)
         .bind(schema)
-        .fetch_optional(&mut self.work)
+        .fetch_optional(&mut *self.work)
         .await
     }
 
@@ -691,7 +751,7 @@ impl Pg {
         .bind(runner_id())
         .bind(&migration.down)
         .bind(crate::ledger::down_checksum(migration))
-        .execute(&mut self.work)
+        .execute(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot record the migration as running"))?;
         Ok(())
@@ -723,7 +783,7 @@ impl Pg {
         .bind(runner_id())
         .bind(&migration.down)
         .bind(crate::ledger::down_checksum(migration))
-        .execute(&mut self.work)
+        .execute(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot record the failure"))?;
         Ok(())
@@ -758,7 +818,7 @@ impl Pg {
             }
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1")))
                 .bind(entry.version)
-                .execute(&mut self.work)
+                .execute(&mut *self.work)
                 .await
                 .map_err(MigrateError::db("cannot update the ledger"))?;
         } else {
@@ -793,7 +853,7 @@ impl Pg {
         .bind(version)
         .bind(checksum)
         .bind(note)
-        .execute(&mut self.work)
+        .execute(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot repair the ledger"))?;
         Ok(())

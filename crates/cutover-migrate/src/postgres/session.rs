@@ -16,7 +16,7 @@ use crate::{
 };
 
 pub(crate) struct PgSession<'m> {
-    pg: Pg,
+    pg: Pg<'m>,
     migrator: &'m Migrator,
     /// What `plan` parsed, for `apply` to run without parsing again.
     prepared: std::collections::HashMap<i64, Prepared>,
@@ -26,7 +26,7 @@ pub(crate) struct PgSession<'m> {
 }
 
 impl<'m> PgSession<'m> {
-    pub(crate) async fn new(mut pg: Pg, migrator: &'m Migrator, url: Option<String>) -> Result<Self, MigrateError> {
+    pub(crate) async fn new(mut pg: Pg<'m>, migrator: &'m Migrator, url: Option<String>) -> Result<Self, MigrateError> {
         let major = pg.server_major().await?;
         Ok(Self {
             pg,

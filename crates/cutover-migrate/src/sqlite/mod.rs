@@ -19,33 +19,37 @@ use crate::{
 mod session;
 pub(crate) use session::LiteSession;
 
-pub(crate) struct Lite {
-    connection: LiteConnection,
+pub(crate) struct Lite<'c> {
+    connection: LiteConnection<'c>,
 }
 
-/// A connection of the runner's own, or one borrowed from the application's pool (for the
-/// run; it goes back to the pool when the run ends, with no session setting changed).
-enum LiteConnection {
+/// A connection of the runner's own, one borrowed from the application's pool (for the run; it
+/// goes back to the pool when the run ends, with no session setting changed), or one the
+/// application lent.
+enum LiteConnection<'c> {
     Own(SqliteConnection),
     Pooled(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Borrowed(&'c mut SqliteConnection),
 }
 
-impl std::ops::Deref for LiteConnection {
+impl std::ops::Deref for LiteConnection<'_> {
     type Target = SqliteConnection;
 
     fn deref(&self) -> &SqliteConnection {
         match self {
             Self::Own(connection) => connection,
             Self::Pooled(connection) => connection,
+            Self::Borrowed(connection) => connection,
         }
     }
 }
 
-impl std::ops::DerefMut for LiteConnection {
+impl std::ops::DerefMut for LiteConnection<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         match self {
             Self::Own(connection) => connection,
             Self::Pooled(connection) => connection,
+            Self::Borrowed(connection) => connection,
         }
     }
 }
@@ -89,7 +93,7 @@ fn statement_failed(migration: &Migration) -> impl Fn(usize, usize, String) -> M
     }
 }
 
-impl Lite {
+impl<'c> Lite<'c> {
     pub(crate) async fn connect(url: &str, lock_wait: Duration) -> Result<Self, MigrateError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| MigrateError::UnsupportedUrl(format!("{url}: {e}")))?
@@ -111,6 +115,20 @@ impl Lite {
             .map_err(MigrateError::db("cannot take a connection from the SQLite pool"))?;
         Ok(Self {
             connection: LiteConnection::Pooled(connection),
+        })
+    }
+
+    /// Run on the application's connection (refused inside a transaction: each migration takes
+    /// the write lock with a transaction of its own).
+    pub(crate) fn borrow(connection: &'c mut SqliteConnection) -> Result<Self, MigrateError> {
+        if connection.is_in_transaction() {
+            return Err(MigrateError::Preflight(
+                "the connection is inside a transaction: migrations commit their own, so lend one outside any transaction"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self {
+            connection: LiteConnection::Borrowed(connection),
         })
     }
 

@@ -12,14 +12,14 @@ use crate::{
 };
 
 pub(crate) struct LiteSession<'m> {
-    lite: Lite,
+    lite: Lite<'m>,
     migrator: &'m Migrator,
     /// What `plan` parsed, for `apply` to run without parsing again.
     prepared: std::collections::HashMap<i64, Prepared>,
 }
 
 impl<'m> LiteSession<'m> {
-    pub(crate) fn new(lite: Lite, migrator: &'m Migrator) -> Self {
+    pub(crate) fn new(lite: Lite<'m>, migrator: &'m Migrator) -> Self {
         Self {
             lite,
             migrator,

@@ -1062,3 +1062,57 @@ async fn a_pool_the_application_holds_is_migrated_without_leaving_session_state_
     pool.close().await;
     fixture.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_connection_the_application_lends_is_migrated_and_left_as_it_was() {
+    use sqlx::Connection as _;
+
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", CREATE_TABLE);
+    fixture.write("0002_index.up.sql", "CREATE INDEX CONCURRENTLY idx_t_a ON t (a);");
+    let migrator = cutover_migrate::Migrator::new(cutover_migrate::MigrationSet::from_dir(&fixture.dir).unwrap())
+        .lock_timeout(Duration::from_millis(750));
+    let mut connection = sqlx::PgConnection::connect(&fixture.url).await.unwrap();
+
+    // Inside a transaction: refused before anything runs (each migration commits its own).
+    {
+        let mut transaction = connection.begin().await.unwrap();
+        let error = migrator
+            .up(&mut *transaction, &cutover_migrate::UpOptions::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("inside a transaction"), "{error}");
+        transaction.rollback().await.unwrap();
+    }
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't'")
+            .await,
+        0
+    );
+
+    let report = migrator
+        .up(&mut connection, &cutover_migrate::UpOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.applied, [1, 2]);
+    // The lock was taken on the lent connection and released; no lock_timeout left on it.
+    assert_eq!(advisory_locks(&fixture).await, 0);
+    let lock_timeout: String = sqlx::query_scalar("SHOW lock_timeout")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(lock_timeout, "0");
+    assert!(!connection.is_in_transaction());
+    let irreversible = migrator.down(&mut connection, 0).await.unwrap_err().to_string();
+    assert!(irreversible.contains("irreversible"), "{irreversible}");
+    let status = migrator.status(&mut connection).await.unwrap();
+    assert!(
+        status
+            .iter()
+            .all(|s| s.state == cutover_migrate::MigrationState::Applied)
+    );
+    connection.close().await.unwrap();
+    fixture.drop_database().await;
+}

@@ -258,3 +258,45 @@ async fn an_in_memory_pool_the_application_holds_is_migrated_through_the_pool() 
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_connection_the_application_lends_is_migrated_in_place() {
+    use sqlx::Connection as _;
+
+    // An in-memory database exists only on its connection: migrated there, it is visible there.
+    let mut connection = sqlx::SqliteConnection::connect("sqlite::memory:").await.unwrap();
+    let set = MigrationSet::from_files([
+        (
+            "m/0001_notes.up.sql".to_owned(),
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);".to_owned(),
+        ),
+        (
+            "m/0002_seed.up.sql".to_owned(),
+            "INSERT INTO notes (body) VALUES ('first');".to_owned(),
+        ),
+    ])
+    .unwrap();
+    let migrator = Migrator::new(set);
+    let report = migrator.up(&mut connection, &UpOptions::default()).await.unwrap();
+    assert_eq!(report.applied, [1, 2]);
+    let notes: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(notes, 1);
+    assert!(
+        migrator
+            .up(&mut connection, &UpOptions::default())
+            .await
+            .unwrap()
+            .applied
+            .is_empty()
+    );
+    let mut transaction = connection.begin().await.unwrap();
+    let error = migrator
+        .up(&mut *transaction, &UpOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("inside a transaction"), "{error}");
+}
