@@ -7,7 +7,8 @@
 //! statements, and the rest: lock, ledger, validation).
 //!
 //! sqlx-cli is installed on first use into `~/.cache/cutover-bench/sqlx-cli` (a few minutes of
-//! compiling, once); `SQLX_CLI` points at another binary. `HISTORY_RUNS` sets the runs (5).
+//! compiling, once); `SQLX_CLI` points at another binary. `HISTORY_RUNS` sets the runs (5),
+//! `HISTORY_DIR` keeps the generated files in that directory.
 //!
 //! Run with: `scripts/services.sh up && source target/services.env && cargo bench -p cutover-benches --bench migrate_history`
 
@@ -166,6 +167,10 @@ struct Breakdown {
     read: Duration,
     lint: Duration,
     statements: Duration,
+    /// Time in migrations run in one transaction, and in those run statement by statement.
+    transactional: Duration,
+    per_statement: Duration,
+    per_statement_count: usize,
     /// From the start of `up` until the first migration starts (connect, ledger, plan + lint,
     /// lock, pre-flight).
     before_first: Duration,
@@ -180,6 +185,8 @@ struct Marks {
     last_applied: Option<Instant>,
     current: Option<Instant>,
     applied: Duration,
+    /// Each migration's time, by version.
+    each: std::collections::HashMap<i64, Duration>,
 }
 
 async fn runner(dir: &Path, url: &str, breakdown: &mut Breakdown) -> Duration {
@@ -202,10 +209,11 @@ async fn runner(dir: &Path, url: &str, breakdown: &mut Breakdown) -> Duration {
                         marks.current = Some(now);
                     }
                     // Timed here: the event's own `duration_ms` is whole milliseconds.
-                    Event::Applied { .. } => {
+                    Event::Applied { version, .. } => {
                         let now = Instant::now();
                         if let Some(started) = marks.current.take() {
                             marks.applied += now - started;
+                            marks.each.insert(*version, now - started);
                         }
                         marks.last_applied = Some(now);
                     }
@@ -234,6 +242,19 @@ async fn runner(dir: &Path, url: &str, breakdown: &mut Breakdown) -> Duration {
     // Outside the timed run: what `up`'s planning (parse + lint) costs on its own.
     let lint = Instant::now();
     let plans = migrator.lint_all(15, Dialect::Postgres).expect("lint");
+    {
+        let marks = marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        breakdown.per_statement_count = 0;
+        for plan in &plans {
+            let took = marks.each.get(&plan.version).copied().unwrap_or_default();
+            if plan.mode == cutover_migrate::ApplyMode::PerStatement {
+                breakdown.per_statement += took;
+                breakdown.per_statement_count += 1;
+            } else {
+                breakdown.transactional += took;
+            }
+        }
+    }
     breakdown.read += read;
     breakdown.lint += lint.elapsed();
     assert!(
@@ -291,7 +312,11 @@ async fn main() {
         .unwrap_or(5);
     let admin_url = service_url("DATABASE_URL");
     let admin = PgPool::connect(&admin_url).await.expect("connect to PostgreSQL");
-    let dir = std::env::temp_dir().join(format!("cutover-history-{}", std::process::id()));
+    // `HISTORY_DIR` keeps the generated files there (to run a tool on them by hand).
+    let keep = std::env::var_os("HISTORY_DIR").map(PathBuf::from);
+    let dir = keep
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("cutover-history-{}", std::process::id())));
     let files = write_history(&dir);
     let sqlx = sqlx_cli();
 
@@ -319,7 +344,9 @@ async fn main() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     let (ours_median, psql_median, sqlx_median) = (median(ours.clone()), median(psql_times), median(sqlx_times));
     let per_run = |total: Duration| total / u32::try_from(runs).unwrap_or(1);
@@ -352,6 +379,13 @@ async fn main() {
         ms(applying),
         ms(statements),
         ms(applying.saturating_sub(statements))
+    );
+    println!(
+        "      of which {} migrations in one transaction (one round-trip each) {}, {} run statement by statement (CREATE INDEX CONCURRENTLY) {}",
+        MIGRATIONS - breakdown.per_statement_count,
+        ms(per_run(breakdown.transactional)),
+        breakdown.per_statement_count,
+        ms(per_run(breakdown.per_statement))
     );
     println!("    after the last migration       {}", ms(after_last));
 }

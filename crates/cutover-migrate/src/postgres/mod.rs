@@ -180,6 +180,7 @@ impl<'c> Pg<'c> {
     }
 
     pub(crate) async fn ensure_ledger(&mut self) -> Result<(), MigrateError> {
+        // One batch, one transaction: a fresh database commits its ledger once.
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
                 version bigint PRIMARY KEY,
@@ -202,39 +203,33 @@ impl<'c> Pg<'c> {
                 repaired_at timestamptz,
                 repair_note text,
                 adopted_from text
-            )"
+            );
+            CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA_TABLE} (schema bigint NOT NULL)"
         );
         self.work
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
-        self.work
-            .execute(AssertSqlSafe(format!(
-                "CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA_TABLE} (schema bigint NOT NULL)"
-            )))
-            .await
-            .map_err(MigrateError::db("cannot create the ledger's schema table"))?;
         let found: Option<i64> =
             sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(schema) FROM {LEDGER_SCHEMA_TABLE}")))
                 .fetch_one(&mut *self.work)
                 .await
                 .map_err(MigrateError::db("cannot read the ledger's schema"))?;
-        for upgrade in check_schema(found)? {
-            self.work
-                .execute(AssertSqlSafe(format!(
-                    "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS {} text",
-                    upgrade.column
-                )))
-                .await
-                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+        let mut upgrade = String::new();
+        for step in check_schema(found)? {
+            upgrade.push_str(&format!(
+                "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS {} text;\n",
+                step.column
+            ));
         }
         if found != Some(LEDGER_SCHEMA) {
+            upgrade.push_str(&format!(
+                "DELETE FROM {LEDGER_SCHEMA_TABLE};\nINSERT INTO {LEDGER_SCHEMA_TABLE} VALUES ({LEDGER_SCHEMA})"
+            ));
             self.work
-                .execute(AssertSqlSafe(format!(
-                    "DELETE FROM {LEDGER_SCHEMA_TABLE}; INSERT INTO {LEDGER_SCHEMA_TABLE} VALUES ({LEDGER_SCHEMA})"
-                )))
+                .execute(AssertSqlSafe(upgrade))
                 .await
-                .map_err(MigrateError::db("cannot record the ledger's schema"))?;
+                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
             tracing::info!(from = found.unwrap_or(1), to = LEDGER_SCHEMA, "ledger schema recorded");
         }
         Ok(())
@@ -428,7 +423,18 @@ impl<'c> Pg<'c> {
                 tables.push(backfill.table.rsplit('.').next().unwrap_or(&backfill.table).to_owned());
             }
         }
-        if !tables.is_empty() {
+        // pg_locks alone is cheap; the join with pg_stat_activity is not: only when some other
+        // session holds a lock on one of the tables.
+        let contended = !tables.is_empty()
+            && sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                                WHERE c.relname = ANY($1) AND l.pid <> pg_backend_pid())",
+            )
+            .bind(&tables)
+            .fetch_one(&mut *self.work)
+            .await
+            .map_err(MigrateError::db("pre-flight: cannot inspect locks"))?;
+        if contended {
             let rows = sqlx::query(
                 "SELECT DISTINCT a.pid, a.state, c.relname, extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::bigint
                  FROM pg_locks l

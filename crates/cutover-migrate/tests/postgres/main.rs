@@ -439,6 +439,10 @@ async fn ddl_behind_a_long_transaction_retries_without_stalling_readers() {
         "the DDL should have timed out and retried:\n{log}"
     );
     assert!(
+        log.contains("holds a lock on `t`"),
+        "the pre-flight names the session in the way:\n{log}"
+    );
+    assert!(
         worst < Duration::from_millis(1000),
         "readers waited {worst:?} behind the queued DDL"
     );
