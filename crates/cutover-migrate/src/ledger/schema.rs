@@ -3,7 +3,7 @@
 use crate::MigrateError;
 
 /// The shape of the ledger this version of cutover-migrate writes. Each change to it raises
-/// this number and adds its step to [`UPGRADES`].
+/// this number and adds its upgrade step (an added column) to the list the backends apply.
 pub const LEDGER_SCHEMA: i64 = 3;
 
 /// Where the schema version is kept: a one-row table next to the ledger on the SQL databases; a
