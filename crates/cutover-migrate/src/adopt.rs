@@ -444,4 +444,30 @@ mod tests {
         // CRC-32 of "CREATE TABLE a (id int);SELECT 1;", computed independently.
         assert_eq!(unix as u32, crc32fast::hash(b"CREATE TABLE a (id int);SELECT 1;"));
     }
+
+    #[test]
+    fn flyway_checksums_match_what_flyway_itself_recorded() {
+        // Each file applied by Flyway 13.12.1 (flyway-core, PostgreSQL 15); the checksums are
+        // the ones it wrote in flyway_schema_history.
+        let recorded = [
+            (
+                "CREATE TABLE fw_plain (id int);\nINSERT INTO fw_plain VALUES (1);\n",
+                2_017_082_075,
+            ),
+            (
+                "CREATE TABLE fw_crlf (id int);\r\nINSERT INTO fw_crlf VALUES (2);\r\n",
+                815_838_113,
+            ),
+            ("\u{feff}CREATE TABLE fw_bom (id int);\n", -2_143_092_877),
+            (
+                "-- café ✓\nCREATE TABLE fw_unicode (name text DEFAULT 'naïve');\n",
+                465_727_684,
+            ),
+            ("CREATE TABLE fw_nonl (id int);", 1_669_349_969),
+            ("CREATE TABLE fw_ws (id int);   \n\n\t\nSELECT 1;\t\n", 84_625_203),
+        ];
+        for (text, flyway) in recorded {
+            assert_eq!(flyway_checksum(text), flyway, "{text:?}");
+        }
+    }
 }
