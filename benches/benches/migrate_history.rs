@@ -10,6 +10,9 @@
 //! compiling, once); `SQLX_CLI` points at another binary. `HISTORY_RUNS` sets the runs (5),
 //! `HISTORY_DIR` keeps the generated files in that directory.
 //!
+//! Then the same for SQLite: 250 migrations of the same shapes in SQLite's dialect, the runner
+//! against one `sqlite3` session reading them all, each on a new database file.
+//!
 //! Run with: `scripts/services.sh up && source target/services.env && cargo bench -p cutover-benches --bench migrate_history`
 
 use std::{
@@ -93,6 +96,118 @@ fn write_history(dir: &Path) -> Vec<PathBuf> {
             path
         })
         .collect()
+}
+
+/// Migration `n` of the SQLite history: the same shapes in SQLite's dialect (a trigger with a
+/// `BEGIN ... END` body instead of a function).
+fn sqlite_migration(n: usize) -> (String, String) {
+    let table = |k: usize| format!("t{k:03}");
+    let earlier = table((n - 1) / 7 * 7 + 1);
+    match n % 7 {
+        1 => (
+            format!("create_{}", table(n)),
+            format!(
+                "CREATE TABLE {t} (\n    id INTEGER PRIMARY KEY,\n    name TEXT NOT NULL,\n    status TEXT NOT NULL DEFAULT 'new',\n    \
+                 payload TEXT,\n    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP\n);\n\
+                 CREATE INDEX {t}_created_at_idx ON {t} (created_at);\n",
+                t = table(n)
+            ),
+        ),
+        2 => (
+            format!("add_note_to_{earlier}"),
+            format!(
+                "ALTER TABLE {earlier} ADD COLUMN note_{n} TEXT;\nALTER TABLE {earlier} ADD COLUMN score_{n} INTEGER;\n"
+            ),
+        ),
+        3 => (
+            format!("index_{earlier}_name"),
+            format!("CREATE INDEX IF NOT EXISTS {earlier}_name_{n}_idx ON {earlier} (name);\n"),
+        ),
+        4 => (
+            format!("touch_trigger_{n}"),
+            format!(
+                "CREATE TRIGGER touch_{n} AFTER INSERT ON {earlier} FOR EACH ROW WHEN NEW.status IS NULL\nBEGIN\n    \
+                 UPDATE {earlier} SET status = 'new' WHERE id = NEW.id;\nEND;\n"
+            ),
+        ),
+        5 => (
+            format!("load_{earlier}"),
+            format!(
+                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 500)\n\
+                 INSERT INTO {earlier} (name, payload) SELECT 'row ' || n, json_object('n', n) FROM g;\n"
+            ),
+        ),
+        6 => (
+            format!("normalize_{earlier}"),
+            format!(
+                "UPDATE {earlier} SET status = 'active' WHERE id % 3 = 0;\nDELETE FROM {earlier} WHERE id % 97 = 0;\n"
+            ),
+        ),
+        _ => (
+            format!("view_{n}"),
+            format!(
+                "CREATE VIEW recent_{n} AS\nSELECT id, name, status FROM {earlier}\nWHERE created_at > datetime('now', '-7 days');\n"
+            ),
+        ),
+    }
+}
+
+/// Write the SQLite history; returns the whole of it as one script (what `sqlite3` reads).
+fn write_sqlite_history(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("history directory");
+    let mut script = String::new();
+    for n in 1..=MIGRATIONS {
+        let (name, sql) = sqlite_migration(n);
+        std::fs::write(dir.join(format!("{n:04}_{name}.sql")), &sql).expect("write a migration");
+        script.push_str(&sql);
+    }
+    script
+}
+
+/// The SQLite runner against one `sqlite3` session over the same files, each on a new file.
+async fn sqlite_comparison(runs: usize) {
+    let base = std::env::temp_dir().join(format!("cutover-history-sqlite-{}", std::process::id()));
+    let dir = base.join("migrations");
+    let script = write_sqlite_history(&dir);
+    let (mut ours, mut shell) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        for turn in 0..2 {
+            let db = base.join(format!("run-{run}-{turn}.db"));
+            if (run + turn) % 2 == 0 {
+                let started = Instant::now();
+                let migrator = Migrator::new(MigrationSet::from_dir(&dir).expect("read the history"));
+                let report = migrator
+                    .up(format!("sqlite://{}", db.display()).as_str(), &UpOptions::default())
+                    .await
+                    .expect("the runner applies the SQLite history");
+                assert_eq!(report.applied.len(), MIGRATIONS);
+                ours.push(started.elapsed());
+            } else {
+                let started = Instant::now();
+                let mut child = Command::new("sqlite3")
+                    .args(["-bail"])
+                    .arg(&db)
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("run sqlite3");
+                std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+                    .expect("feed sqlite3");
+                assert!(child.wait().expect("sqlite3").success(), "sqlite3 failed");
+                shell.push(started.elapsed());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    let (ours, shell) = (median(ours), median(shell));
+    println!(
+        "SQLite, {MIGRATIONS} migrations (each file statement by statement in its transaction), {runs} runs each, medians:"
+    );
+    println!("  cutover runner      {}", ms(ours));
+    println!(
+        "  one sqlite3 session {} (autocommit: a commit per statement)",
+        ms(shell)
+    );
+    println!("  runner / sqlite3 = {:.2}x", ours.as_secs_f64() / shell.as_secs_f64());
 }
 
 /// sqlx-cli's binary, installed into the cache on first use.
@@ -388,4 +503,5 @@ async fn main() {
         ms(per_run(breakdown.per_statement))
     );
     println!("    after the last migration       {}", ms(after_last));
+    sqlite_comparison(runs).await;
 }
