@@ -84,7 +84,7 @@ impl<'m> SqlSession<'m> {
             }
             #[cfg(feature = "postgres")]
             crate::Target::PostgresConnection(connection) => {
-                let pg = crate::postgres::Pg::borrow(connection)?;
+                let pg = crate::postgres::Pg::borrow(connection).await?;
                 return Ok(Self::Postgres(
                     crate::postgres::PgSession::new(pg, migrator, None).await?,
                 ));

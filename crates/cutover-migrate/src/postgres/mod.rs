@@ -148,8 +148,18 @@ impl<'c> Pg<'c> {
     /// lock is released at the end of the run, and `lock_timeout` is only ever set for a
     /// transaction or reset after use). Refused inside a transaction: migrations commit their
     /// own.
-    pub(crate) fn borrow(connection: &'c mut PgConnection) -> Result<Self, MigrateError> {
-        if connection.is_in_transaction() {
+    pub(crate) async fn borrow(connection: &'c mut PgConnection) -> Result<Self, MigrateError> {
+        // sqlx knows the transactions it began; one begun with a raw `BEGIN` is found by a
+        // savepoint, which PostgreSQL refuses outside a transaction block (25P01).
+        let in_block = connection.is_in_transaction()
+            || match connection.execute("SAVEPOINT cutover_migrate_probe").await {
+                Ok(_) => {
+                    let _ = connection.execute("RELEASE SAVEPOINT cutover_migrate_probe").await;
+                    true
+                }
+                Err(error) => error_code(&error).as_deref() != Some("25P01"),
+            };
+        if in_block {
             return Err(MigrateError::Preflight(
                 "the connection is inside a transaction: migrations commit their own, so lend one outside any transaction"
                     .to_owned(),

@@ -1096,6 +1096,22 @@ async fn a_connection_the_application_lends_is_migrated_and_left_as_it_was() {
         0
     );
 
+    // Also one begun with a raw BEGIN, which sqlx does not track.
+    sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
+    let error = migrator
+        .up(&mut connection, &cutover_migrate::UpOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("inside a transaction"), "{error}");
+    sqlx::query("ROLLBACK").execute(&mut connection).await.unwrap();
+    assert_eq!(
+        fixture
+            .scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't'")
+            .await,
+        0
+    );
+
     let report = migrator
         .up(&mut connection, &cutover_migrate::UpOptions::default())
         .await
