@@ -15,7 +15,7 @@ use sha2::{Digest, Sha384};
 
 use crate::{
     MigrateError, Migration, Migrator,
-    engine::Backend,
+    engine::{Backend, locked},
     migrator::Dialect,
     sql::{SqlBackend, SqlSession, with_sql_session},
 };
@@ -241,17 +241,6 @@ impl Migrator {
         record(backend, &plan.adopt, tool.as_str(), &mut adoption).await?;
         Ok(adoption)
     }
-}
-
-/// Run `work` under the backend's lock, releasing it whatever the outcome.
-async fn locked<B: SqlBackend, T>(
-    backend: &mut B,
-    work: impl AsyncFnOnce(&mut B) -> Result<T, MigrateError>,
-) -> Result<T, MigrateError> {
-    backend.lock().await?;
-    let result = work(backend).await;
-    backend.unlock().await;
-    result
 }
 
 /// Write the ledger rows, noting in `adoption` which versions were there already.

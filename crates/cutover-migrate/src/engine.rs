@@ -321,15 +321,27 @@ pub(crate) async fn up<B: Backend>(
     if pending_before.is_empty() {
         return Ok(report);
     }
-    backend.lock().await?;
     let before = Before {
         ledger: &before,
         pending: &pending_before,
         plans: &plans,
     };
-    let result = up_locked(backend, migrations, options, &before, &mut report).await;
+    locked(backend, async |backend| {
+        up_locked(backend, migrations, options, &before, &mut report).await
+    })
+    .await?;
+    Ok(report)
+}
+
+/// Run `work` under the backend's lock, released whatever the outcome.
+pub(crate) async fn locked<B: Backend, T>(
+    backend: &mut B,
+    work: impl AsyncFnOnce(&mut B) -> Result<T, MigrateError>,
+) -> Result<T, MigrateError> {
+    backend.lock().await?;
+    let result = work(backend).await;
     backend.unlock().await;
-    result.map(|()| report)
+    result
 }
 
 /// What `up` read and planned before taking the lock.
@@ -342,8 +354,10 @@ struct Before<'a, M> {
 impl<M: Identity> Before<'_, M> {
     /// The plan made before the lock, if `version`'s ledger row is unchanged since.
     fn plan(&self, version: i64, ledger: &[LedgerEntry]) -> Option<&PlannedMigration> {
-        let row = |rows: &[LedgerEntry]| rows.iter().find(|e| e.version == version).cloned();
-        (row(self.ledger) == row(ledger))
+        fn row(rows: &[LedgerEntry], version: i64) -> Option<&LedgerEntry> {
+            rows.iter().find(|e| e.version == version)
+        }
+        (row(self.ledger, version) == row(ledger, version))
             .then(|| self.plans.iter().find(|p| p.version == version))
             .flatten()
     }
@@ -421,10 +435,7 @@ pub(crate) async fn down<B: Backend>(
     migrations: &[B::Migration],
     target: i64,
 ) -> Result<Report, MigrateError> {
-    backend.lock().await?;
-    let result = down_locked(backend, migrations, target).await;
-    backend.unlock().await;
-    result
+    locked(backend, async |backend| down_locked(backend, migrations, target).await).await
 }
 
 async fn down_locked<B: Backend>(
@@ -474,8 +485,7 @@ pub(crate) async fn repair<B: Backend>(
     migrations: &[B::Migration],
     note: &str,
 ) -> Result<Vec<i64>, MigrateError> {
-    backend.lock().await?;
-    let result = async {
+    locked(backend, async |backend| {
         backend.ensure_ledger().await?;
         let mut repaired = Vec::new();
         for entry in backend.ledger().await? {
@@ -489,8 +499,6 @@ pub(crate) async fn repair<B: Backend>(
             }
         }
         Ok(repaired)
-    }
-    .await;
-    backend.unlock().await;
-    result
+    })
+    .await
 }

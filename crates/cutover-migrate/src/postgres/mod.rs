@@ -514,7 +514,6 @@ impl<'c> Pg<'c> {
     }
 
     async fn apply_rust(&mut self, migration: &Migration, code: &dyn crate::RustMigration) -> Result<(), MigrateError> {
-        let started = Instant::now();
         let mut transaction = self.work.begin().await.map_err(MigrateError::db("cannot begin"))?;
         let mut connection = crate::Connection::Postgres(transaction.as_mut());
         code.up(&mut connection)
@@ -527,7 +526,10 @@ impl<'c> Pg<'c> {
                 line: 0,
                 message: error.to_string(),
             })?;
-        record_applied(&mut transaction, migration, 1, started).await?;
+        transaction
+            .execute(AssertSqlSafe(record_applied_sql(migration, 1)))
+            .await
+            .map_err(MigrateError::db("cannot record the migration"))?;
         transaction.commit().await.map_err(MigrateError::db("cannot commit"))?;
         Ok(())
     }
@@ -832,11 +834,7 @@ impl<'c> Pg<'c> {
                     .await
                     .map_err(|e| failed(index, e))?;
             }
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1")))
-                .bind(entry.version)
-                .execute(&mut *self.work)
-                .await
-                .map_err(MigrateError::db("cannot update the ledger"))?;
+            self.forget(entry.version).await?;
         } else {
             let mut transaction = self.work.begin().await.map_err(MigrateError::db("cannot begin"))?;
             transaction
@@ -860,6 +858,16 @@ impl<'c> Pg<'c> {
             transaction.commit().await.map_err(MigrateError::db("cannot commit"))?;
         }
         Ok(())
+    }
+
+    /// Remove `version`'s ledger row.
+    pub(crate) async fn forget(&mut self, version: i64) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1")))
+            .bind(version)
+            .execute(&mut *self.work)
+            .await
+            .map(drop)
+            .map_err(MigrateError::db("cannot update the ledger"))
     }
 
     pub(crate) async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
@@ -910,8 +918,8 @@ fn literal(text: &str) -> String {
     format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// The statement [`record_applied`] runs, with the values inlined, to end a batch; its
-/// duration is the transaction's, from the server's clock.
+/// The ledger row of a migration applied in one transaction, values inlined so it can end the
+/// migration's batch; its duration is the transaction's, from the server's clock.
 fn record_applied_sql(migration: &Migration, steps: usize) -> String {
     let optional = |text: Option<&str>| text.map_or_else(|| "NULL".to_owned(), literal);
     format!(
@@ -929,34 +937,6 @@ fn record_applied_sql(migration: &Migration, steps: usize) -> String {
         down = optional(migration.down.as_deref()),
         down_checksum = optional(crate::ledger::down_checksum(migration).as_deref()),
     )
-}
-
-pub(crate) async fn record_applied(
-    connection: &mut PgConnection,
-    migration: &Migration,
-    steps: usize,
-    started: Instant,
-) -> Result<(), MigrateError> {
-    sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO {LEDGER_TABLE} (version, name, phase, checksum, state, steps_done, steps_total, installed_by, finished_at, duration_ms, down_sql, down_checksum)
-         VALUES ($1, $2, $3, $4, 'applied', $5, $5, $6, now(), $7, $8, $9)
-         ON CONFLICT (version) DO UPDATE SET state = 'applied', steps_done = EXCLUDED.steps_done, error = NULL, failed_step = NULL,
-             finished_at = now(), duration_ms = EXCLUDED.duration_ms, installed_by = EXCLUDED.installed_by, down_sql = EXCLUDED.down_sql,
-             down_checksum = EXCLUDED.down_checksum"
-    )))
-    .bind(migration.version)
-    .bind(&migration.name)
-    .bind(migration.phase.as_str())
-    .bind(&migration.checksum)
-    .bind(i32::try_from(steps).unwrap_or(i32::MAX))
-    .bind(runner_id())
-    .bind(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
-    .bind(&migration.down)
-        .bind(crate::ledger::down_checksum(migration))
-    .execute(connection)
-    .await
-    .map_err(MigrateError::db("cannot record the migration"))?;
-    Ok(())
 }
 
 pub(crate) fn checkpoint_json(checkpoint: &Checkpoint) -> String {

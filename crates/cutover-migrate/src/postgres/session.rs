@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 
-use sqlx::AssertSqlSafe;
-
 use super::Pg;
 use crate::{
     MigrateError, Migration, Migrator, PlannedMigration, Report,
     engine::{Applied, Backend, FoundDown},
-    ledger::{LEDGER_TABLE, LedgerEntry},
+    ledger::LedgerEntry,
     migrator::{Dialect, Prepared, prepare},
     outcome::EventSink,
     sql::SqlBackend,
@@ -127,12 +125,7 @@ impl Backend for PgSession<'_> {
     }
 
     async fn forget(&mut self, version: i64) -> Result<(), MigrateError> {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {LEDGER_TABLE} WHERE version = $1")))
-            .bind(version)
-            .execute(self.pg.work())
-            .await
-            .map(drop)
-            .map_err(MigrateError::db("cannot update the ledger"))
+        self.pg.forget(version).await
     }
 
     async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
