@@ -248,6 +248,11 @@ pub enum BuildError {
     /// A check was given a zero timeout.
     #[error("health check `{0}` has a zero timeout")]
     ZeroTimeout(String),
+    /// A check was added to a registry that is already shared or running.
+    #[error(
+        "cannot add health check `{0}`: the registry was cloned or has started checking; add it before cloning or serving"
+    )]
+    InUse(String),
     /// A zero interval or TTL.
     #[error("the health-check {0} must be greater than zero")]
     ZeroSchedule(&'static str),
@@ -356,22 +361,7 @@ impl HealthRegistryBuilder {
     pub fn build(self) -> Result<HealthRegistry, BuildError> {
         let mut names = HashSet::new();
         for entry in &self.entries {
-            let name = entry.name.trim();
-            if name.is_empty() {
-                return Err(BuildError::EmptyName);
-            }
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
-            {
-                return Err(BuildError::InvalidName(entry.name.to_string()));
-            }
-            if !names.insert(name) {
-                return Err(BuildError::DuplicateName(name.to_owned()));
-            }
-            if entry.timeout.is_zero() {
-                return Err(BuildError::ZeroTimeout(name.to_owned()));
-            }
+            validate(entry, &mut names)?;
         }
         match self.mode {
             Mode::Background { interval } if interval.is_zero() => return Err(BuildError::ZeroSchedule("interval")),
@@ -413,6 +403,27 @@ impl HealthRegistryBuilder {
             }),
         })
     }
+}
+
+/// A registration's name (non-empty, URL- and label-safe, not in `names`) and timeout.
+fn validate<'a>(entry: &'a Entry, names: &mut HashSet<&'a str>) -> Result<(), BuildError> {
+    let name = entry.name.trim();
+    if name.is_empty() {
+        return Err(BuildError::EmptyName);
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    {
+        return Err(BuildError::InvalidName(entry.name.to_string()));
+    }
+    if !names.insert(name) {
+        return Err(BuildError::DuplicateName(name.to_owned()));
+    }
+    if entry.timeout.is_zero() {
+        return Err(BuildError::ZeroTimeout(name.to_owned()));
+    }
+    Ok(())
 }
 
 impl fmt::Debug for HealthRegistryBuilder {
@@ -489,6 +500,34 @@ impl HealthRegistry {
             redactor: Redactor::new(),
             liveness_timeout: Duration::from_millis(500),
         }
+    }
+
+    /// Add a check to a registry built earlier, before it is cloned or started: how a
+    /// framework adds the checks of what it wires in (`cutover::Service` adds its instance
+    /// registration's). Fails with [`BuildError::InUse`] once the registry is shared or
+    /// checking, and for the same reasons as [`HealthRegistryBuilder::build`].
+    ///
+    /// ```
+    /// use cutover_health::{check_fn, HealthRegistry, Outcome, Registration};
+    ///
+    /// let mut registry = HealthRegistry::builder().build().unwrap();
+    /// registry.add(Registration::new("queue", check_fn(|_| async { Ok(Outcome::healthy()) }))).unwrap();
+    /// assert_eq!(registry.check_names().collect::<Vec<_>>(), ["queue"]);
+    /// let _clone = registry.clone();
+    /// assert!(registry.add(Registration::new("other", check_fn(|_| async { Ok(Outcome::healthy()) }))).is_err());
+    /// ```
+    pub fn add(&mut self, registration: Registration) -> Result<(), BuildError> {
+        let name = registration.entry.name.to_string();
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            return Err(BuildError::InUse(name));
+        };
+        if inner.scheduler_started.load(Ordering::Acquire) {
+            return Err(BuildError::InUse(name));
+        }
+        let mut names: HashSet<&str> = inner.entries.iter().map(|e| e.name.trim()).collect();
+        validate(&registration.entry, &mut names)?;
+        inner.entries.push(Arc::new(registration.entry));
+        Ok(())
     }
 
     /// The lifecycle readiness follows.

@@ -24,6 +24,7 @@ use std::{future::Future, path::PathBuf};
 
 use crate::{
     Event, MigrateError, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
+    instances::{self, BlockedContract, Instance},
     ledger::{LedgerEntry, State},
     outcome::{EventSink, MigrationState, emit},
 };
@@ -128,6 +129,12 @@ pub(crate) trait Backend: Send {
 
     /// Remove `version`'s row without running anything.
     fn forget(&mut self, version: i64) -> impl Future<Output = Result<(), MigrateError>> + Send;
+
+    /// The live instances registered in this database (none when none ever registered).
+    fn instances(&mut self) -> impl Future<Output = Result<Vec<Instance>, MigrateError>> + Send;
+
+    /// Record on `version`'s ledger row that it ran past the contract gate, with `note`.
+    fn record_forced(&mut self, version: i64, note: &str) -> impl Future<Output = Result<(), MigrateError>> + Send;
 
     /// Record `checksum` as `version`'s, with `note`.
     fn realign(
@@ -278,11 +285,54 @@ pub(crate) async fn plan<B: Backend>(
 ) -> Result<Vec<PlannedMigration>, MigrateError> {
     let ledger = backend.ledger().await?;
     validate(backend, migrations, &ledger)?;
+    let pending = pending(migrations, &ledger, options);
+    let blocked = contract_blocks(backend, &pending).await?;
     let mut planned = Vec::new();
-    for migration in pending(migrations, &ledger, options) {
-        planned.push(backend.plan(migration, &ledger).await?);
+    for migration in pending {
+        let mut plan = backend.plan(migration, &ledger).await?;
+        if let Some(blocked) = blocked.iter().find(|b| b.version == plan.version) {
+            plan.blocked_by = blocked.blocked_by.iter().map(|i| i.id.clone()).collect();
+        }
+        planned.push(plan);
     }
     Ok(planned)
+}
+
+/// The pending contract migrations a live instance does not embed (the registry is read only
+/// when a contract migration is pending).
+async fn contract_blocks<B: Backend>(
+    backend: &mut B,
+    pending: &[&B::Migration],
+) -> Result<Vec<BlockedContract>, MigrateError> {
+    if !pending.iter().any(|m| m.phase() == Phase::Contract) {
+        return Ok(Vec::new());
+    }
+    Ok(instances::blocked(pending, &backend.instances().await?))
+}
+
+/// The contract gate: refuse while a live instance does not embed a pending contract
+/// migration, unless forced; forced, warn loudly and return what was forced past.
+async fn contract_gate<B: Backend>(
+    backend: &mut B,
+    pending: &[&B::Migration],
+    options: &UpOptions,
+) -> Result<Vec<BlockedContract>, MigrateError> {
+    let blocked = contract_blocks(backend, pending).await?;
+    if blocked.is_empty() {
+        return Ok(blocked);
+    }
+    let Some(reason) = &options.force_contract else {
+        return Err(MigrateError::ContractBlocked(blocked));
+    };
+    for contract in &blocked {
+        emit(
+            backend.events(),
+            &Event::Warning {
+                message: format!("FORCED past the contract gate ({reason}): {contract}"),
+            },
+        );
+    }
+    Ok(blocked)
 }
 
 /// Apply pending migrations. Many runners may call this at once: one applies, the others wait
@@ -313,6 +363,13 @@ pub(crate) async fn up<B: Backend>(
     }
     if !refused.is_empty() {
         return Err(MigrateError::Lint(refused));
+    }
+    // Refused before waiting for the lock (and checked again under it).
+    if options.force_contract.is_none() {
+        let blocked = contract_blocks(backend, &pending_before).await?;
+        if !blocked.is_empty() {
+            return Err(MigrateError::ContractBlocked(blocked));
+        }
     }
     let mut report = Report {
         skipped_phase: skipped_phase(migrations, &before, options),
@@ -385,6 +442,7 @@ async fn up_locked<B: Backend>(
     let Some(first) = pending.first() else {
         return Ok(());
     };
+    report.forced = contract_gate(backend, &pending, options).await?;
     report.warnings = backend.preflight(&pending).await?;
     for warning in &report.warnings {
         emit(
@@ -416,6 +474,14 @@ async fn up_locked<B: Backend>(
                 backend.after_failure(report).await?;
                 return Err(error);
             }
+        }
+        if let (Some(reason), Some(forced)) = (
+            &options.force_contract,
+            report.forced.iter().find(|b| b.version == migration.version()),
+        ) {
+            backend
+                .record_forced(migration.version(), &instances::forced_note(reason, forced))
+                .await?;
         }
         report.applied.push(migration.version());
         emit(

@@ -209,6 +209,16 @@ pub enum MigrateError {
         /// The newest this version knows.
         known: i64,
     },
+    /// A pending `contract` migration is not embedded by a live instance, which could still
+    /// read what it removes; nothing was applied.
+    #[error(
+        "refusing to contract while instances that could need the old schema are live:\n  {}\n\
+         Nothing was applied. Drain and stop them (a graceful shutdown removes its row; a killed \
+         instance's row expires on its own), then run again; or override with --force-contract \
+         --reason <why> (recorded in the ledger), and their requests that read what is removed will fail",
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    ContractBlocked(Vec<crate::instances::BlockedContract>),
     /// `baseline` or `import` found something it cannot adopt; nothing was recorded.
     #[error("cannot adopt the database: {0}")]
     Adoption(String),

@@ -112,6 +112,7 @@ mod backfill;
 pub mod backup;
 mod engine;
 mod error;
+pub mod instances;
 mod ledger;
 pub mod lint;
 #[cfg(feature = "sql")]

@@ -175,6 +175,17 @@ impl Migrator {
         })
     }
 
+    /// The live instances registered in the database (see [`instances`](crate::instances)).
+    /// Read-only.
+    pub async fn instances(
+        &self,
+        target: impl Into<crate::Target<'_>>,
+    ) -> Result<Vec<crate::instances::Instance>, MigrateError> {
+        with_sql_session!(SqlSession::open(self, target.into(), false).await?, |session| {
+            session.instances().await
+        })
+    }
+
     /// What `up` would do, with the lint's findings. Read-only.
     pub async fn plan(
         &self,
@@ -385,6 +396,7 @@ pub(crate) fn plan_prepared(
         statements: prepared.statements.len(),
         resume_at,
         findings,
+        blocked_by: Vec::new(),
     };
     Ok((planned, prepared))
 }

@@ -119,6 +119,11 @@ pub struct UpOptions {
     pub target: Option<i64>,
     /// Print what would run; change nothing.
     pub dry_run: bool,
+    /// Run `contract` migrations even while live instances do not embed them (see
+    /// [`instances`](crate::instances)), for this reason. Recorded in the ledger
+    /// (`forced_contract`: who, why, and the instances still running) and warned about loudly.
+    /// Their requests that read what the migration removes will fail.
+    pub force_contract: Option<String>,
 }
 
 impl UpOptions {
@@ -242,6 +247,9 @@ pub struct PlannedMigration {
     pub resume_at: usize,
     /// Lint findings (allowed ones included, marked).
     pub findings: Vec<Finding>,
+    /// For a `contract` migration: the ids of the live instances whose binaries do not embed
+    /// it, which make `up` refuse it (see [`instances`](crate::instances)).
+    pub blocked_by: Vec<String>,
 }
 
 /// What a run did.
@@ -257,6 +265,9 @@ pub struct Report {
     pub backup: Option<PathBuf>,
     /// Pre-flight warnings.
     pub warnings: Vec<String>,
+    /// Contract migrations applied with [`UpOptions::force_contract`] while live instances did
+    /// not embed them, with those instances.
+    pub forced: Vec<crate::instances::BlockedContract>,
 }
 
 /// One line for people, for a report from `up`: `applied 3, 4; 5 applied by another runner;
@@ -276,6 +287,14 @@ impl fmt::Display for Report {
         }
         if let Some(backup) = &self.backup {
             write!(f, "; backup {}", backup.display())?;
+        }
+        for forced in &self.forced {
+            write!(
+                f,
+                "; {} FORCED past {} live instance(s) that do not embed it",
+                forced.version,
+                forced.blocked_by.len()
+            )?;
         }
         Ok(())
     }
@@ -338,6 +357,7 @@ mod tests {
             skipped_phase: vec![6, 7],
             backup: Some("/backups/app.dump".into()),
             warnings: vec!["down SQL from the ledger".to_owned()],
+            forced: Vec::new(),
         };
         assert_eq!(
             report.to_string(),

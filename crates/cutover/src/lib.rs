@@ -71,6 +71,7 @@
 //! | `system` | memory (cgroup aware) and disk checks |
 //! | `metrics` | check metrics through the `metrics` facade |
 //! | `prometheus` | `/metrics` in the Prometheus format: requests, latencies, in-flight, phase, checks ([`prometheus`]) |
+//! | `migrate` | [`migrate`]: the migration runner; with `serve`, `ServiceBuilder::register_instance` for the contract gate |
 //! | `telemetry` | [`telemetry`]: logs (JSON or text, `RUST_LOG`) set up in one call |
 //! | `otel` | OpenTelemetry: request spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, W3C `traceparent` accepted and handed on ([`telemetry::trace_context`]); implies `telemetry` |
 //! | `testing` | scripted checks and in-process probe helpers |
@@ -78,6 +79,8 @@
 
 #[cfg(feature = "serve")]
 pub mod healthcheck;
+#[cfg(all(feature = "serve", feature = "migrate"))]
+mod instance;
 #[cfg(feature = "serve")]
 pub mod limits;
 #[cfg(feature = "otel")]

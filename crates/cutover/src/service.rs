@@ -43,6 +43,10 @@ pub enum ServeError {
     /// The Prometheus recorder could not be installed.
     #[error("{0}")]
     Metrics(String),
+    /// A check wired in by the service (the instance registry's) could not be added to the
+    /// health registry.
+    #[error("{0}")]
+    Health(#[from] cutover_health::BuildError),
     /// The service version cannot be sent as a header value.
     #[error("service version {0:?} cannot be sent in X-Service-Version: use visible ASCII")]
     Version(String),
@@ -116,6 +120,8 @@ pub struct Service {
     startup: Vec<StartupWork>,
     limits: Limits,
     prometheus: bool,
+    #[cfg(feature = "migrate")]
+    heartbeat: Option<std::sync::Arc<crate::instance::Heartbeat>>,
 }
 
 impl fmt::Debug for Service {
@@ -144,6 +150,8 @@ pub struct ServiceBuilder {
     version: Option<String>,
     prometheus: bool,
     limits: Limits,
+    #[cfg(feature = "migrate")]
+    instance: Option<cutover_migrate::instances::InstanceRegistry>,
 }
 
 impl fmt::Debug for ServiceBuilder {
@@ -175,6 +183,8 @@ impl Service {
             version: None,
             prometheus: false,
             limits: Limits::default(),
+            #[cfg(feature = "migrate")]
+            instance: None,
         }
     }
 
@@ -240,6 +250,8 @@ impl Service {
             startup,
             limits,
             prometheus,
+            #[cfg(feature = "migrate")]
+            heartbeat,
         } = self;
         let listener = listen.bind().await?;
         let admin = match (admin, admin_listen) {
@@ -264,6 +276,10 @@ impl Service {
         #[cfg(not(feature = "prometheus"))]
         let _ = prometheus;
         health.spawn();
+        #[cfg(feature = "migrate")]
+        if let Some(heartbeat) = &heartbeat {
+            heartbeat.spawn(health.lifecycle().watch());
+        }
         let startup_task = tokio::spawn(crate::startup::run(startup, health.clone(), shutdown.handle()));
 
         let checks: Vec<&str> = health.check_names().collect();
@@ -424,6 +440,37 @@ impl ServiceBuilder {
         self
     }
 
+    /// Register this instance in the database its migrations target, with the migrations its
+    /// binary embeds, so `contract` migrations wait until no live instance could still need
+    /// the old schema (see [`cutover_migrate::instances`]).
+    ///
+    /// The row is written when the service starts, on every phase change (starting, ready,
+    /// draining) and every heartbeat (default 10 s), from a task of its own: a database that is
+    /// down delays heartbeats, never a request. After the drain (once in-flight requests are
+    /// done, before the shutdown hooks registered here run) the row is removed; a killed
+    /// instance's row expires by itself (default three heartbeats). The registry's health
+    /// shows as the non-critical check `instance-registry`. The version defaults to
+    /// [`service_version`](Self::service_version)'s.
+    ///
+    /// ```no_run
+    /// use axum::Router;
+    /// use cutover::{Service, migrate::instances::InstanceRegistry};
+    ///
+    /// # async fn run(pool: sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let migrations = cutover::migrate::embed_migrations!("../cutover-migrate/examples/migrations")?;
+    /// Service::builder(Router::new())
+    ///     .service_version("1.3.0")
+    ///     .register_instance(InstanceRegistry::new(&pool, "api-service", &migrations))
+    ///     .serve()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "migrate")]
+    pub fn register_instance(mut self, registry: cutover_migrate::instances::InstanceRegistry) -> Self {
+        self.instance = Some(registry);
+        self
+    }
+
     /// Listen on `address` (default `0.0.0.0:8000`).
     pub fn bind(mut self, address: SocketAddr) -> Self {
         self.listen = Listen::Address(address);
@@ -453,15 +500,39 @@ impl ServiceBuilder {
     /// Build the service. Must run inside a tokio runtime (signal handlers are installed here,
     /// so a SIGTERM that arrives during startup is already handled gracefully).
     pub fn build(self) -> Result<Service, ServeError> {
-        let version = match self.version {
-            Some(version) => Some(http::HeaderValue::from_str(&version).map_err(|_| ServeError::Version(version))?),
+        let version = match &self.version {
+            Some(version) => {
+                Some(http::HeaderValue::from_str(version).map_err(|_| ServeError::Version(version.clone()))?)
+            }
             None => None,
         };
-        let health = match self.health {
+        #[cfg_attr(not(feature = "migrate"), allow(unused_mut))]
+        let mut health = match self.health {
             Some(health) => health,
             None => HealthRegistry::builder()
                 .build()
                 .expect("an empty registry always builds"),
+        };
+        #[cfg_attr(not(feature = "migrate"), allow(unused_mut))]
+        let mut shutdown = self.shutdown;
+        #[cfg(feature = "migrate")]
+        let heartbeat = match self.instance {
+            Some(mut registry) => {
+                if let (false, Some(version)) = (registry.has_version(), &self.version) {
+                    registry = registry.version(version.clone());
+                }
+                let heartbeat = crate::instance::Heartbeat::new(registry);
+                health.add(heartbeat.check())?;
+                // Registered last, so it runs first of the hooks: before they close the pool
+                // the row is in, and after the drain.
+                let deregister = std::sync::Arc::clone(&heartbeat);
+                shutdown = shutdown.hook(
+                    "deregister instance",
+                    move || async move { deregister.deregister().await },
+                );
+                Some(heartbeat)
+            }
+            None => None,
         };
         let with_admin = self.admin_listen.is_some();
         let metrics = metrics_route(self.prometheus)?;
@@ -470,11 +541,7 @@ impl ServiceBuilder {
             // Prometheus keeps scraping while the service stops.
             config = config.exempt_path("/metrics");
         }
-        let shutdown = self
-            .shutdown
-            .config(config)
-            .lifecycle(health.lifecycle().clone())
-            .build()?;
+        let shutdown = shutdown.config(config).lifecycle(health.lifecycle().clone()).build()?;
         let (public_metrics, admin_metrics) = if with_admin { (None, metrics) } else { (metrics, None) };
         let admin = with_admin.then(|| stack::admin(&health, admin_metrics, version.clone()));
         let app = stack::public(stack::Parts {
@@ -500,6 +567,8 @@ impl ServiceBuilder {
             startup: self.startup,
             limits: self.limits,
             prometheus: self.prometheus,
+            #[cfg(feature = "migrate")]
+            heartbeat,
         })
     }
 

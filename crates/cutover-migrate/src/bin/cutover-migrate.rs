@@ -18,7 +18,9 @@ use std::{
 use clap::{Parser, Subcommand};
 use cutover_migrate::{
     Adoption, BackupPolicy, Dialect, Event, ForeignTool, ImportOptions, LintPolicy, MigrateError, MigrationSet,
-    Migrator, Phase, PlannedMigration, Report, StatusEntry, UpOptions, lint,
+    Migrator, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
+    instances::Instance,
+    lint,
     mongo::{self, MongoMigrationSet, MongoMigrator},
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -108,6 +110,13 @@ enum Command {
         /// Restore the backup if a migration fails (loses writes made since the dump).
         #[arg(long, requires = "backup_dir")]
         restore_on_failure: bool,
+        /// Run contract migrations even while live instances do not embed them: their requests
+        /// that read what is removed will fail. Recorded in the ledger with --reason.
+        #[arg(long, requires = "reason")]
+        force_contract: bool,
+        /// Why the contract gate is overridden (recorded in the ledger with who ran it).
+        #[arg(long, requires = "force_contract")]
+        reason: Option<String>,
     },
     /// Revert applied migrations newer than a version, with their stored down SQL.
     Down {
@@ -335,6 +344,13 @@ impl Backend {
         }
     }
 
+    async fn instances(&self) -> Result<Vec<Instance>, MigrateError> {
+        match self {
+            Self::Sql(migrator, url) => migrator.instances(url).await,
+            Self::Mongo(migrator, db) => migrator.instances(db).await,
+        }
+    }
+
     async fn plan(&self, options: &UpOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
         match self {
             Self::Sql(migrator, url) => migrator.plan(url, options).await,
@@ -391,37 +407,49 @@ fn phases(phases: Vec<Phase>) -> Option<Vec<Phase>> {
 async fn run(cli: Cli) -> Result<(), MigrateError> {
     match cli.command {
         Command::Status => {
-            let status = Backend::open(&cli).await?.status().await?;
-            print(cli.json, &status, || {
-                let mut out = format!("{:>8}  {:<40} {:<9} {}\n", "version", "name", "phase", "state");
-                for entry in &status {
-                    let detail = entry
-                        .ledger
-                        .as_ref()
-                        .and_then(|l| {
-                            l.error.clone().or_else(|| {
-                                l.adopted_from
-                                    .as_ref()
-                                    .map(|from| format!("adopted: {from}, not run here"))
+            let backend = Backend::open(&cli).await?;
+            let status = backend.status().await?;
+            let instances = backend.instances().await?;
+            let blocks: Vec<Vec<i64>> = instances.iter().map(|i| i.blocks(&status)).collect();
+            let listed = listed_instances(&instances, &blocks);
+            print(
+                cli.json,
+                &serde_json::json!({ "migrations": status, "instances": listed }),
+                || {
+                    let mut out = format!("{:>8}  {:<40} {:<9} {}\n", "version", "name", "phase", "state");
+                    for entry in &status {
+                        let detail = entry
+                            .ledger
+                            .as_ref()
+                            .and_then(|l| {
+                                l.error.clone().or_else(|| {
+                                    l.adopted_from
+                                        .as_ref()
+                                        .map(|from| format!("adopted: {from}, not run here"))
+                                        .or_else(|| l.forced_contract.as_ref().map(|f| format!("FORCED: {f}")))
+                                })
                             })
-                        })
-                        .map(|e| format!("  ({e})"))
-                        .unwrap_or_default();
-                    out.push_str(&format!(
-                        "{:>8}  {:<40} {:<9} {}{detail}\n",
-                        entry.version, entry.name, entry.phase, entry.state
-                    ));
-                }
-                out.trim_end().to_owned()
-            });
+                            .map(|e| format!("  ({e})"))
+                            .unwrap_or_default();
+                        out.push_str(&format!(
+                            "{:>8}  {:<40} {:<9} {}{detail}\n",
+                            entry.version, entry.name, entry.phase, entry.state
+                        ));
+                    }
+                    out.push_str(&render_instances(&instances, &blocks));
+                    out.trim_end().to_owned()
+                },
+            );
         }
         Command::Plan { ref phases } => {
             let options = UpOptions {
                 phases: self::phases(phases.clone()),
                 ..UpOptions::default()
             };
-            let plan = Backend::open(&cli).await?.plan(&options).await?;
-            print(cli.json, &plan, || render_plan(&plan));
+            let backend = Backend::open(&cli).await?;
+            let plan = backend.plan(&options).await?;
+            let instances = backend.instances().await?;
+            print_plan(cli.json, &plan, &instances, "");
         }
         Command::Up {
             ref phases,
@@ -430,11 +458,23 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
             ref backup_dir,
             keep,
             restore_on_failure,
+            force_contract,
+            ref reason,
         } => {
+            let reason = match (force_contract, reason) {
+                (true, Some(reason)) if reason.trim().is_empty() => {
+                    return Err(MigrateError::Preflight(
+                        "--reason is empty: say why the contract gate is overridden".to_owned(),
+                    ));
+                }
+                (true, reason) => reason.clone(),
+                (false, _) => None,
+            };
             let options = UpOptions {
                 phases: self::phases(phases.clone()),
                 target,
                 dry_run,
+                force_contract: reason,
             };
             let mut backend = Backend::open(&cli).await?;
             if let Some(dir) = backup_dir {
@@ -450,12 +490,14 @@ async fn run(cli: Cli) -> Result<(), MigrateError> {
             }
             if dry_run {
                 let plan = backend.plan(&options).await?;
-                print(cli.json, &plan, || {
-                    format!("dry run: nothing was changed\n{}", render_plan(&plan))
-                });
+                let instances = backend.instances().await?;
+                print_plan(cli.json, &plan, &instances, "dry run: nothing was changed\n");
                 return Ok(());
             }
             let report = backend.up(&options).await?;
+            for forced in &report.forced {
+                eprintln!("WARNING: FORCED past the contract gate: {forced}");
+            }
             print(cli.json, &report, || report.to_string());
         }
         Command::Down { target } => {
@@ -569,6 +611,71 @@ fn join(versions: &[i64]) -> String {
     versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
+/// The live instances for `--json`, each with the pending contract migrations it blocks.
+fn listed_instances(instances: &[Instance], blocks: &[Vec<i64>]) -> Vec<serde_json::Value> {
+    instances
+        .iter()
+        .zip(blocks)
+        .map(|(instance, blocks)| {
+            let mut value = serde_json::to_value(instance).unwrap_or(serde_json::Value::Null);
+            value["blocks"] = serde_json::json!(blocks);
+            value
+        })
+        .collect()
+}
+
+/// The live instances for people, each with the pending contract migrations it blocks.
+fn render_instances(instances: &[Instance], blocks: &[Vec<i64>]) -> String {
+    if instances.is_empty() {
+        return "\nno live instances registered\n".to_owned();
+    }
+    let mut out = format!("\n{} live instance(s):\n", instances.len());
+    for (instance, blocks) in instances.iter().zip(blocks) {
+        let blocks = match blocks.as_slice() {
+            [] => String::new(),
+            versions => format!("; blocks contract {}", join(versions)),
+        };
+        out.push_str(&format!(
+            "  {} {} on {} ({}, {}, last seen {}, expires in {}s{blocks})\n",
+            instance.service,
+            instance.version,
+            instance.host,
+            instance.id,
+            instance.phase,
+            instance.last_seen,
+            instance.expires_in.as_secs()
+        ));
+    }
+    out
+}
+
+/// `plan` (and `up --dry-run`): the plan, then the live instances and what they block.
+fn print_plan(json: bool, plan: &[PlannedMigration], instances: &[Instance], heading: &str) {
+    let blocks: Vec<Vec<i64>> = instances
+        .iter()
+        .map(|instance| {
+            plan.iter()
+                .filter(|step| step.blocked_by.contains(&instance.id))
+                .map(|step| step.version)
+                .collect()
+        })
+        .collect();
+    let listed = listed_instances(instances, &blocks);
+    print(
+        json,
+        &serde_json::json!({ "migrations": plan, "instances": listed }),
+        || {
+            format!(
+                "{heading}{}\n{}",
+                render_plan(plan),
+                render_instances(instances, &blocks)
+            )
+            .trim_end()
+            .to_owned()
+        },
+    );
+}
+
 fn render_plan(plan: &[PlannedMigration]) -> String {
     if plan.is_empty() {
         return "nothing to apply".to_owned();
@@ -588,6 +695,13 @@ fn render_plan(plan: &[PlannedMigration]) -> String {
         if step.resume_at > 0 {
             out.push_str(&format!(", resumes at statement {}", step.resume_at + 1));
         }
+        if !step.blocked_by.is_empty() {
+            out.push_str(&format!(
+                ", REFUSED while {} live instance(s) do not embed it: {}",
+                step.blocked_by.len(),
+                step.blocked_by.join(", ")
+            ));
+        }
         out.push('\n');
         for finding in &step.findings {
             out.push_str(&format!("          {finding}\n"));
@@ -595,6 +709,9 @@ fn render_plan(plan: &[PlannedMigration]) -> String {
     }
     out.trim_end().to_owned()
 }
+
+/// The exit code of an `up` the contract gate refused (other failures exit with 1).
+const CONTRACT_BLOCKED: u8 = 3;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -613,6 +730,9 @@ async fn main() -> ExitCode {
     if json {
         let document = match (&outcome, json_result()) {
             (Ok(()), result) => result.unwrap_or(serde_json::Value::Null),
+            (Err(MigrateError::ContractBlocked(blocked)), None) => {
+                serde_json::json!({ "error": outcome.as_ref().err().map(ToString::to_string), "blocked": blocked })
+            }
             (Err(error), None) => serde_json::json!({ "error": error.to_string() }),
             (Err(error), Some(result)) => serde_json::json!({ "error": error.to_string(), "result": result }),
         };
@@ -620,6 +740,11 @@ async fn main() -> ExitCode {
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // Its own code, so a deploy script can wait for old instances and try again.
+        Err(error @ MigrateError::ContractBlocked(_)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(CONTRACT_BLOCKED)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

@@ -12,6 +12,7 @@
 //! | `finish` | `running` | `applied` | the last step of a step-by-step migration |
 //! | `adopt` | (none) | `applied` | `baseline` or `import`: recorded, never run (`adopted_from`) |
 //! | `realign` | any | same | `repair`: the checksum of the edited file, with a note |
+//! | `force` | `applied` | same | a `contract` migration ran past live instances that did not embed it (`--force-contract`): who, why, which |
 //! | `revert` | `applied`, `failed`, `running` | (none) | `down` ran its down, in the down's transaction |
 //! | `forget` | `failed`, `running` with no step done | (none) | `down` of a migration of which nothing ran |
 //!
@@ -124,6 +125,26 @@ pub struct LedgerEntry {
     /// `baseline`, or the tool whose ledger was imported (`sqlx`, `diesel`, `refinery`,
     /// `flyway`). `None` for migrations this runner applied.
     pub adopted_from: Option<String>,
+    /// For a `contract` migration applied with `--force-contract` while live instances did not
+    /// embed it: who forced it, why, and those instances.
+    pub forced_contract: Option<String>,
+}
+
+/// The columns later ledger schemas added, for a `SELECT`: each by name when `present` has it,
+/// else `<null> AS name` (an older ledger, read before `up` upgrades it).
+#[cfg(feature = "sql")]
+pub(crate) fn added_columns(present: &[String], null: &str) -> String {
+    schema::UPGRADES
+        .iter()
+        .map(|upgrade| {
+            if present.iter().any(|c| c == upgrade.column) {
+                upgrade.column.to_owned()
+            } else {
+                format!("{null} AS {}", upgrade.column)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The checksum stored with a migration's down SQL.
@@ -139,13 +160,17 @@ pub(crate) fn runner_id() -> String {
 }
 
 fn read_runner_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// The machine's name: `/etc/hostname`, else `HOSTNAME`.
+pub(crate) fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".to_owned());
-    format!("{host}:{}", std::process::id())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unknown-host".to_owned())
 }
 
 /// A backfill's position, committed with each batch.

@@ -4,7 +4,7 @@ use crate::MigrateError;
 
 /// The shape of the ledger this version of cutover-migrate writes. Each change to it raises
 /// this number and adds its upgrade step (an added column) to the list the backends apply.
-pub const LEDGER_SCHEMA: i64 = 3;
+pub const LEDGER_SCHEMA: i64 = 4;
 
 /// Where the schema version is kept: a one-row table next to the ledger on the SQL databases; a
 /// document with this `_id` in the ledger collection on MongoDB.
@@ -33,6 +33,11 @@ pub(crate) const UPGRADES: &[Upgrade] = &[
         schema: 3,
         column: "adopted_from",
     },
+    // 4: a contract migration run past live instances that did not embed it: who, why, which.
+    Upgrade {
+        schema: 4,
+        column: "forced_contract",
+    },
 ];
 
 /// The upgrades a ledger at schema `found` (`None`: a ledger from before versions were kept,
@@ -55,8 +60,8 @@ mod tests {
     #[test]
     fn upgrades_run_in_order_from_the_found_schema_and_a_newer_ledger_is_refused() {
         let columns = |found| check_schema(found).unwrap().map(|u| u.column).collect::<Vec<_>>();
-        assert_eq!(columns(None), ["down_checksum", "adopted_from"]);
-        assert_eq!(columns(Some(2)), ["adopted_from"]);
+        assert_eq!(columns(None), ["down_checksum", "adopted_from", "forced_contract"]);
+        assert_eq!(columns(Some(2)), ["adopted_from", "forced_contract"]);
         assert!(columns(Some(LEDGER_SCHEMA)).is_empty());
         assert_eq!(
             UPGRADES.last().map(|u| u.schema),

@@ -71,6 +71,7 @@ fn entry(document: &Document) -> Option<LedgerEntry> {
         repaired_at: time(document, "repaired_at"),
         repair_note: text(document, "repair_note"),
         adopted_from: text(document, "adopted_from"),
+        forced_contract: text(document, "forced_contract"),
     })
 }
 
@@ -235,4 +236,15 @@ pub(crate) async fn remove(db: &Database, version: i64) -> Result<(), MigrateErr
 pub(crate) async fn repair(db: &Database, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
     let set = doc! { "$set": { "checksum": checksum, "repaired_at": DateTime::now(), "repair_note": note } };
     update(db, version, set, "the repair").await
+}
+
+/// Record why `version` ran past the contract gate.
+pub(crate) async fn record_forced(db: &Database, version: i64, note: &str) -> Result<(), MigrateError> {
+    update(
+        db,
+        version,
+        doc! { "$set": { "forced_contract": note } },
+        "the forced contract record",
+    )
+    .await
 }

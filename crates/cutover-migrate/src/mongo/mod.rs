@@ -170,6 +170,12 @@ impl MongoMigrator {
         Ok(engine::status(self.set.migrations(), &ledger::read(db).await?))
     }
 
+    /// The live instances registered in the database (see [`instances`](crate::instances)).
+    /// Read-only.
+    pub async fn instances(&self, db: &Database) -> Result<Vec<crate::instances::Instance>, MigrateError> {
+        crate::instances::mongo::live(db).await
+    }
+
     /// What `up` would do. Read-only.
     pub async fn plan(&self, db: &Database, options: &UpOptions) -> Result<Vec<PlannedMigration>, MigrateError> {
         engine::plan(&mut MongoSession::new(db, self), self.set.migrations(), options).await

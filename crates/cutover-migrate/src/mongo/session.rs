@@ -106,6 +106,7 @@ impl Backend for MongoSession<'_> {
             statements: migration.operations().len(),
             resume_at,
             findings: Vec::new(),
+            blocked_by: Vec::new(),
         })
     }
 
@@ -217,6 +218,14 @@ impl Backend for MongoSession<'_> {
 
     async fn forget(&mut self, version: i64) -> Result<(), MigrateError> {
         ledger::remove(self.db, version).await
+    }
+
+    async fn instances(&mut self) -> Result<Vec<crate::instances::Instance>, MigrateError> {
+        crate::instances::mongo::live(self.db).await
+    }
+
+    async fn record_forced(&mut self, version: i64, note: &str) -> Result<(), MigrateError> {
+        ledger::record_forced(self.db, version, note).await
     }
 
     async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {

@@ -212,7 +212,8 @@ impl<'c> Pg<'c> {
                 down_checksum text,
                 repaired_at timestamptz,
                 repair_note text,
-                adopted_from text
+                adopted_from text,
+                forced_contract text
             );
             CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA_TABLE} (schema bigint NOT NULL)"
         );
@@ -291,40 +292,29 @@ impl<'c> Pg<'c> {
     }
 
     pub(crate) async fn ledger(&mut self) -> Result<Vec<LedgerEntry>, MigrateError> {
-        let (exists, has_down_checksum, has_adopted_from): (Option<String>, bool, bool) =
-            sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT to_regclass('{LEDGER_TABLE}')::text,
-                    EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
-                            AND attname = 'down_checksum' AND NOT attisdropped),
-                    EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('{LEDGER_TABLE}')
-                            AND attname = 'adopted_from' AND NOT attisdropped)"
-            )))
-            .fetch_one(&mut *self.work)
-            .await
-            .map_err(MigrateError::db("cannot read the ledger"))?;
+        let (exists, columns): (Option<String>, Vec<String>) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT to_regclass('{LEDGER_TABLE}')::text,
+                    array(SELECT attname::text FROM pg_attribute
+                          WHERE attrelid = to_regclass('{LEDGER_TABLE}') AND attnum > 0 AND NOT attisdropped)"
+        )))
+        .fetch_one(&mut *self.work)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger"))?;
         if exists.is_none() {
             return Ok(Vec::new());
         }
-        // An older ledger is read as it is; `up` upgrades it.
-        let down_checksum = if has_down_checksum {
-            "down_checksum"
-        } else {
-            "NULL::text AS down_checksum"
-        };
-        let adopted_from = if has_adopted_from {
-            "adopted_from"
-        } else {
-            "NULL::text AS adopted_from"
-        };
+        // An older ledger is read as it is (what later schemas added reads as NULL); `up`
+        // upgrades it.
+        let added = crate::ledger::added_columns(&columns, "NULL::text");
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done::bigint AS steps_done,
                     steps_total::bigint AS steps_total, done_checksum, checkpoint::text AS checkpoint,
                     failed_step::bigint AS failed_step, error, installed_by,
                     to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at,
                     to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS finished_at,
-                    duration_ms, down_sql, {down_checksum},
+                    duration_ms, down_sql,
                     to_char(repaired_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS repaired_at, repair_note,
-                    {adopted_from}
+                    {added}
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut *self.work)
@@ -880,6 +870,19 @@ impl<'c> Pg<'c> {
         .execute(&mut *self.work)
         .await
         .map_err(MigrateError::db("cannot repair the ledger"))?;
+        Ok(())
+    }
+
+    /// Record why `version` ran past the contract gate.
+    pub(crate) async fn record_forced(&mut self, version: i64, note: &str) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {LEDGER_TABLE} SET forced_contract = $2 WHERE version = $1"
+        )))
+        .bind(version)
+        .bind(note)
+        .execute(&mut *self.work)
+        .await
+        .map_err(MigrateError::db("cannot record the forced contract migration"))?;
         Ok(())
     }
 

@@ -128,6 +128,14 @@ impl Backend for PgSession<'_> {
         self.pg.forget(version).await
     }
 
+    async fn instances(&mut self) -> Result<Vec<crate::instances::Instance>, MigrateError> {
+        crate::instances::postgres::live(self.pg.work()).await
+    }
+
+    async fn record_forced(&mut self, version: i64, note: &str) -> Result<(), MigrateError> {
+        self.pg.record_forced(version, note).await
+    }
+
     async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
         self.pg.realign(version, checksum, note).await
     }

@@ -154,7 +154,8 @@ impl<'c> Lite<'c> {
                 down_checksum TEXT,
                 repaired_at TEXT,
                 repair_note TEXT,
-                adopted_from TEXT
+                adopted_from TEXT,
+                forced_contract TEXT
             )"
         );
         self.connection
@@ -259,21 +260,18 @@ impl<'c> Lite<'c> {
         if exists.is_none() {
             return Ok(Vec::new());
         }
-        // An older ledger is read as it is; `up` upgrades it.
-        let down_checksum = if self.has_ledger_column("down_checksum").await? {
-            "down_checksum"
-        } else {
-            "NULL AS down_checksum"
-        };
-        let adopted_from = if self.has_ledger_column("adopted_from").await? {
-            "adopted_from"
-        } else {
-            "NULL AS adopted_from"
-        };
+        // An older ledger is read as it is (what later schemas added reads as NULL); `up`
+        // upgrades it.
+        let columns: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT name FROM pragma_table_info('{LEDGER_TABLE}')"
+        )))
+        .fetch_all(&mut *self.connection)
+        .await
+        .map_err(MigrateError::db("cannot read the ledger table"))?;
+        let added = crate::ledger::added_columns(&columns, "NULL");
         sqlx::query_as::<_, LedgerEntry>(AssertSqlSafe(format!(
             "SELECT version, name, phase, checksum, state, steps_done, steps_total, done_checksum, checkpoint, failed_step, error,
-                    installed_by, started_at, finished_at, duration_ms, down_sql, {down_checksum}, repaired_at, repair_note,
-                    {adopted_from}
+                    installed_by, started_at, finished_at, duration_ms, down_sql, repaired_at, repair_note, {added}
              FROM {LEDGER_TABLE} ORDER BY version"
         )))
         .fetch_all(&mut *self.connection)
@@ -641,6 +639,24 @@ impl<'c> Lite<'c> {
             .await
             .map(drop)
             .map_err(MigrateError::db("cannot update the ledger"))
+    }
+
+    /// Record why `version` ran past the contract gate.
+    pub(crate) async fn record_forced(&mut self, version: i64, note: &str) -> Result<(), MigrateError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {LEDGER_TABLE} SET forced_contract = ?2 WHERE version = ?1"
+        )))
+        .bind(version)
+        .bind(note)
+        .execute(&mut *self.connection)
+        .await
+        .map_err(MigrateError::db("cannot record the forced contract migration"))?;
+        Ok(())
+    }
+
+    /// The live instances registered in this database.
+    pub(crate) async fn instances(&mut self) -> Result<Vec<crate::instances::Instance>, MigrateError> {
+        crate::instances::sqlite::live(&mut self.connection).await
     }
 
     pub(crate) async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {

@@ -97,6 +97,14 @@ impl Backend for LiteSession<'_> {
         self.lite.forget(version).await
     }
 
+    async fn instances(&mut self) -> Result<Vec<crate::instances::Instance>, MigrateError> {
+        self.lite.instances().await
+    }
+
+    async fn record_forced(&mut self, version: i64, note: &str) -> Result<(), MigrateError> {
+        self.lite.record_forced(version, note).await
+    }
+
     async fn realign(&mut self, version: i64, checksum: &str, note: &str) -> Result<(), MigrateError> {
         self.lite.realign(version, checksum, note).await
     }

@@ -6,8 +6,11 @@
 //! backend's files: SQL statements, or `.up.json` commands.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+use std::time::Duration;
+
 use cutover_migrate::{
-    MigrateError, MigrationSet, MigrationState, Migrator, Report, StatusEntry, UpOptions,
+    MigrateError, MigrationSet, MigrationState, Migrator, Phase, PlannedMigration, Report, StatusEntry, UpOptions,
+    instances::{Embedded, InstancePhase, InstanceRegistry},
     mongo::{MongoMigrationSet, MongoMigrator},
 };
 use cutover_tests::{service_url, unique};
@@ -26,6 +29,7 @@ struct Spec {
     version: i64,
     up: Vec<Step>,
     down: Option<Vec<Step>>,
+    contract: bool,
 }
 
 fn spec(version: i64, up: &[Step], down: Option<&[Step]>) -> Spec {
@@ -33,7 +37,30 @@ fn spec(version: i64, up: &[Step], down: Option<&[Step]>) -> Spec {
         version,
         up: up.to_vec(),
         down: down.map(<[Step]>::to_vec),
+        contract: false,
     }
+}
+
+/// A migration in the `contract` phase.
+fn contract(version: i64, up: &[Step]) -> Spec {
+    Spec {
+        contract: true,
+        ..spec(version, up, None)
+    }
+}
+
+/// Every phase, contract included.
+fn every_phase() -> UpOptions {
+    UpOptions {
+        phases: Some(vec![Phase::Expand, Phase::Backfill, Phase::Contract]),
+        ..UpOptions::default()
+    }
+}
+
+/// What a binary embedding these versions registers.
+fn embedding(versions: &[i64]) -> Embedded {
+    let checksums: Vec<(i64, String)> = versions.iter().map(|v| (*v, format!("checksum-{v}"))).collect();
+    Embedded::new(checksums.iter().map(|(v, c)| (*v, c.as_str())))
 }
 
 /// A backend under test, with a database of its own.
@@ -41,7 +68,13 @@ trait Db {
     /// Whether a migration can stop with some of its steps done (not SQLite, whose files run in
     /// one transaction).
     const PARTIAL_RUNS: bool;
-    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError>;
+    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
+        self.up_with(specs, &UpOptions::default()).await
+    }
+    async fn up_with(&self, specs: &[Spec], options: &UpOptions) -> Result<Report, MigrateError>;
+    async fn plan(&self, specs: &[Spec], options: &UpOptions) -> Vec<PlannedMigration>;
+    /// An instance of `service` whose binary embeds `versions`, registering in this database.
+    fn registry(&self, service: &str, versions: &[i64]) -> InstanceRegistry;
     async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError>;
     async fn down(&self, specs: &[Spec], to: i64) -> Result<Report, MigrateError>;
     async fn status(&self, specs: &[Spec]) -> Vec<StatusEntry>;
@@ -54,12 +87,15 @@ trait Db {
 }
 
 fn sql_files(specs: &[Spec], per_statement: bool) -> Vec<(String, String)> {
-    let render = |steps: &[Step]| -> String {
+    let render = |steps: &[Step], contract: bool| -> String {
         let mut text = if per_statement {
             "-- cutover:transaction off\n".to_owned()
         } else {
             String::new()
         };
+        if contract {
+            text.push_str("-- cutover:phase contract\n-- cutover:allow ban-drop-table\n");
+        }
         for step in steps {
             text.push_str(&match step {
                 Create(name) => format!("CREATE TABLE {name} (id integer);\n"),
@@ -73,12 +109,12 @@ fn sql_files(specs: &[Spec], per_statement: bool) -> Vec<(String, String)> {
     for spec in specs {
         files.push((
             format!("m/{:04}_m{}.up.sql", spec.version, spec.version),
-            render(&spec.up),
+            render(&spec.up, spec.contract),
         ));
         if let Some(down) = &spec.down {
             files.push((
                 format!("m/{:04}_m{}.down.sql", spec.version, spec.version),
-                render(down),
+                render(down, false),
             ));
         }
     }
@@ -86,7 +122,7 @@ fn sql_files(specs: &[Spec], per_statement: bool) -> Vec<(String, String)> {
 }
 
 fn mongo_files(specs: &[Spec]) -> Vec<(String, String)> {
-    let render = |steps: &[Step]| -> String {
+    let render = |steps: &[Step], contract: bool| -> String {
         let commands: Vec<String> = steps
             .iter()
             .map(|step| match step {
@@ -95,18 +131,23 @@ fn mongo_files(specs: &[Spec]) -> Vec<(String, String)> {
                 Fail => r#"{ "noSuchCommand": 1 }"#.to_owned(),
             })
             .collect();
-        format!("[{}]", commands.join(",\n"))
+        let commands = format!("[{}]", commands.join(",\n"));
+        if contract {
+            format!(r#"{{ "phase": "contract", "commands": {commands} }}"#)
+        } else {
+            commands
+        }
     };
     let mut files = Vec::new();
     for spec in specs {
         files.push((
             format!("m/{:04}_m{}.up.json", spec.version, spec.version),
-            render(&spec.up),
+            render(&spec.up, spec.contract),
         ));
         if let Some(down) = &spec.down {
             files.push((
                 format!("m/{:04}_m{}.down.json", spec.version, spec.version),
-                render(down),
+                render(down, false),
             ));
         }
     }
@@ -140,8 +181,16 @@ impl Postgres {
 impl Db for Postgres {
     const PARTIAL_RUNS: bool = true;
 
-    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
-        Self::migrator(specs).up(&self.pool, &UpOptions::default()).await
+    async fn up_with(&self, specs: &[Spec], options: &UpOptions) -> Result<Report, MigrateError> {
+        Self::migrator(specs).up(&self.pool, options).await
+    }
+
+    async fn plan(&self, specs: &[Spec], options: &UpOptions) -> Vec<PlannedMigration> {
+        Self::migrator(specs).plan(&self.pool, options).await.unwrap()
+    }
+
+    fn registry(&self, service: &str, versions: &[i64]) -> InstanceRegistry {
+        InstanceRegistry::new(&self.pool, service, embedding(versions))
     }
 
     async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
@@ -221,8 +270,16 @@ impl Sqlite {
 impl Db for Sqlite {
     const PARTIAL_RUNS: bool = false;
 
-    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
-        Self::migrator(specs).up(&self.pool, &UpOptions::default()).await
+    async fn up_with(&self, specs: &[Spec], options: &UpOptions) -> Result<Report, MigrateError> {
+        Self::migrator(specs).up(&self.pool, options).await
+    }
+
+    async fn plan(&self, specs: &[Spec], options: &UpOptions) -> Vec<PlannedMigration> {
+        Self::migrator(specs).plan(&self.pool, options).await.unwrap()
+    }
+
+    fn registry(&self, service: &str, versions: &[i64]) -> InstanceRegistry {
+        InstanceRegistry::new(&self.pool, service, embedding(versions))
     }
 
     async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
@@ -296,8 +353,16 @@ impl Mongo {
 impl Db for Mongo {
     const PARTIAL_RUNS: bool = true;
 
-    async fn up(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
-        Self::migrator(specs).up(&self.db, &UpOptions::default()).await
+    async fn up_with(&self, specs: &[Spec], options: &UpOptions) -> Result<Report, MigrateError> {
+        Self::migrator(specs).up(&self.db, options).await
+    }
+
+    async fn plan(&self, specs: &[Spec], options: &UpOptions) -> Vec<PlannedMigration> {
+        Self::migrator(specs).plan(&self.db, options).await.unwrap()
+    }
+
+    fn registry(&self, service: &str, versions: &[i64]) -> InstanceRegistry {
+        InstanceRegistry::new(&self.db, service, embedding(versions))
     }
 
     async fn up_with_failing_integrity_check(&self, specs: &[Spec]) -> Result<Report, MigrateError> {
@@ -553,6 +618,156 @@ async fn a_ledger_written_by_a_newer_version_is_never_written_to(db: impl Db) {
     db.cleanup().await;
 }
 
+async fn contract_waits_until_every_live_instance_embeds_it(db: impl Db) {
+    let specs = [spec(1, &[Create("a")], None), contract(2, &[Drop("a")])];
+    let report = db.up(&specs).await.unwrap();
+    assert_eq!(
+        (report.applied.clone(), report.skipped_phase.clone()),
+        (vec![1], vec![2])
+    );
+
+    let blue = db.registry("api", &[1]).version("1.2.0").host("blue-1");
+    let green = db.registry("api", &[1, 2]).version("1.3.0").host("green-1");
+    blue.beat(InstancePhase::Starting).await.unwrap();
+    blue.beat(InstancePhase::Ready).await.unwrap();
+    green.beat(InstancePhase::Ready).await.unwrap();
+    let live = green.live().await.unwrap();
+    assert_eq!(live.len(), 2);
+    let seen = live.iter().find(|i| i.id == blue.id()).unwrap();
+    assert_eq!(
+        (
+            seen.service.as_str(),
+            seen.version.as_str(),
+            seen.host.as_str(),
+            seen.phase.as_str()
+        ),
+        ("api", "1.2.0", "blue-1", "ready")
+    );
+    assert_eq!(seen.migrations, [1]);
+    assert_eq!(seen.digest, embedding(&[1]).digest());
+    assert!(seen.expires_in > Duration::from_secs(20) && seen.expires_in <= Duration::from_secs(30));
+
+    let refused = db.up_with(&specs, &every_phase()).await.unwrap_err();
+    let message = refused.to_string();
+    let MigrateError::ContractBlocked(blocked) = refused else {
+        panic!("expected the contract gate, got: {message}");
+    };
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].version, 2);
+    let blocking: Vec<&str> = blocked[0].blocked_by.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(blocking, [blue.id()], "only the instance that does not embed it blocks");
+    assert!(message.contains("api 1.2.0 on blue-1"), "{message}");
+    assert!(message.contains("expires in"), "{message}");
+    assert!(db.exists("a").await, "nothing was applied");
+    assert_eq!(db.status(&specs).await[1].state, MigrationState::Pending);
+
+    let plan = db.plan(&specs, &every_phase()).await;
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0].blocked_by, [blue.id()]);
+    let status = db.status(&specs).await;
+    assert_eq!(seen.blocks(&status), [2]);
+
+    // Blue drained: its row goes; contract runs.
+    blue.deregister().await.unwrap();
+    assert_eq!(green.live().await.unwrap().len(), 1);
+    assert!(db.plan(&specs, &every_phase()).await[0].blocked_by.is_empty());
+    assert_eq!(db.up_with(&specs, &every_phase()).await.unwrap().applied, [2]);
+    assert!(!db.exists("a").await);
+    green.deregister().await.unwrap();
+    assert!(green.live().await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
+async fn a_killed_instance_stops_counting_when_its_row_expires(db: impl Db) {
+    let specs = [spec(1, &[Create("a")], None), contract(2, &[Drop("a")])];
+    db.up(&specs).await.unwrap();
+    let blue = db
+        .registry("api", &[1])
+        .heartbeat(Duration::from_millis(200))
+        .ttl(Duration::from_millis(600));
+    blue.beat(InstancePhase::Ready).await.unwrap();
+    assert!(matches!(
+        db.up_with(&specs, &every_phase()).await,
+        Err(MigrateError::ContractBlocked(_))
+    ));
+    // Killed: no more heartbeats, nobody deregisters it.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(blue.live().await.unwrap().is_empty(), "its row expired");
+    assert_eq!(db.up_with(&specs, &every_phase()).await.unwrap().applied, [2]);
+    db.cleanup().await;
+}
+
+async fn a_forced_contract_runs_and_is_recorded_with_who_and_why(db: impl Db) {
+    let specs = [spec(1, &[Create("a")], None), contract(2, &[Drop("a")])];
+    db.up(&specs).await.unwrap();
+    let blue = db.registry("api", &[1]).version("1.2.0");
+    blue.beat(InstancePhase::Ready).await.unwrap();
+    let forced = UpOptions {
+        force_contract: Some("blue is wedged; its traffic is already drained".to_owned()),
+        ..every_phase()
+    };
+    let report = db.up_with(&specs, &forced).await.unwrap();
+    assert_eq!(report.applied, [2]);
+    assert_eq!(report.forced.len(), 1);
+    assert_eq!(report.forced[0].blocked_by[0].id, blue.id());
+    assert!(
+        report.to_string().contains("2 FORCED past 1 live instance(s)"),
+        "{report}"
+    );
+    let status = db.status(&specs).await;
+    let note = status[1].ledger.as_ref().unwrap().forced_contract.clone().unwrap();
+    assert!(
+        note.contains("blue is wedged; its traffic is already drained"),
+        "{note}"
+    );
+    assert!(note.contains(blue.id()) && note.contains("forced by"), "{note}");
+    assert_eq!(status[0].ledger.as_ref().unwrap().forced_contract, None);
+    blue.deregister().await.unwrap();
+    db.cleanup().await;
+}
+
+async fn heartbeats_refresh_the_row_and_deregistering_removes_only_it(db: impl Db) {
+    let one = db.registry("worker", &[1]).heartbeat(Duration::from_millis(200));
+    let two = db.registry("worker", &[1]);
+    assert!(one.live().await.unwrap().is_empty(), "no registry yet reads as none");
+    one.beat(InstancePhase::Starting).await.unwrap();
+    two.beat(InstancePhase::Ready).await.unwrap();
+    let first = one
+        .live()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.id == one.id())
+        .unwrap();
+    assert_eq!(first.phase, "starting");
+    assert!(first.expires_in <= Duration::from_millis(600));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    one.beat(InstancePhase::Ready).await.unwrap();
+    let again = one
+        .live()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.id == one.id())
+        .unwrap();
+    assert_eq!(again.phase, "ready");
+    assert_eq!(
+        again.started_at, first.started_at,
+        "a heartbeat keeps when it registered"
+    );
+    assert!(
+        again.expires_in > Duration::from_millis(400),
+        "refreshed: {:?}",
+        again.expires_in
+    );
+    one.beat(InstancePhase::Draining).await.unwrap();
+    one.deregister().await.unwrap();
+    let left: Vec<String> = two.live().await.unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(left, [two.id()]);
+    two.deregister().await.unwrap();
+    db.cleanup().await;
+}
+
 macro_rules! on_every_backend {
     ($($scenario:ident),* $(,)?) => {
         mod on_postgres {
@@ -585,4 +800,8 @@ on_every_backend!(
     a_failing_integrity_check_applies_nothing,
     concurrent_runners_apply_each_migration_once,
     a_ledger_written_by_a_newer_version_is_never_written_to,
+    contract_waits_until_every_live_instance_embeds_it,
+    a_killed_instance_stops_counting_when_its_row_expires,
+    a_forced_contract_runs_and_is_recorded_with_who_and_why,
+    heartbeats_refresh_the_row_and_deregistering_removes_only_it,
 );

@@ -1,0 +1,159 @@
+//! This instance's row in the instance registry, kept by [`ServiceBuilder::register_instance`]
+//! (see [`cutover_migrate::instances`] for the registry and the contract gate it serves).
+//!
+//! [`ServiceBuilder::register_instance`]: crate::ServiceBuilder::register_instance
+
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use cutover_core::{Phase, PhaseWatch};
+use cutover_health::{CheckResult, Outcome, Registration, check_fn};
+use cutover_migrate::instances::{InstancePhase, InstanceRegistry};
+use tokio::{sync::watch, task::JoinHandle};
+
+/// The name of the registry's (non-critical) health check.
+pub(crate) const CHECK_NAME: &str = "instance-registry";
+
+/// What the last heartbeats did, for the health check.
+#[derive(Debug, Default)]
+struct Beats {
+    /// When a row was last written.
+    last_written: Option<Instant>,
+    /// Why the last attempt failed, if it did.
+    error: Option<String>,
+}
+
+/// The heartbeat task and what the deregistration needs.
+pub(crate) struct Heartbeat {
+    registry: InstanceRegistry,
+    beats: Arc<Mutex<Beats>>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn instance_phase(phase: Phase) -> InstancePhase {
+    match phase {
+        Phase::Starting => InstancePhase::Starting,
+        Phase::Ready => InstancePhase::Ready,
+        _ => InstancePhase::Draining,
+    }
+}
+
+impl Heartbeat {
+    pub(crate) fn new(registry: InstanceRegistry) -> Arc<Self> {
+        Arc::new(Self {
+            registry,
+            beats: Arc::default(),
+            stop: watch::channel(false).0,
+            task: Mutex::new(None),
+        })
+    }
+
+    /// The non-critical check showing whether the row is being written.
+    pub(crate) fn check(self: &Arc<Self>) -> Registration {
+        let heartbeat = Arc::clone(self);
+        Registration::new(
+            CHECK_NAME,
+            check_fn(move |_| {
+                let heartbeat = Arc::clone(&heartbeat);
+                async move { heartbeat.health() }
+            }),
+        )
+        .non_critical()
+    }
+
+    fn health(&self) -> CheckResult {
+        let beats = self.beats.lock().unwrap_or_else(PoisonError::into_inner);
+        let ago = beats.last_written.map(|t| t.elapsed());
+        match (&beats.error, ago) {
+            (None, Some(ago)) => Ok(Outcome::healthy()
+                .with_observed(
+                    u64::try_from(ago.as_millis()).unwrap_or(u64::MAX),
+                    "ms since the last heartbeat",
+                )
+                .with_message(format!("registered as {}", self.registry.id()))),
+            (None, None) => Ok(Outcome::healthy().with_message("registering")),
+            (Some(error), ago) => {
+                let ttl = humantime::format_duration(self.registry.ttl_duration());
+                let last = ago.map_or_else(
+                    || "never written".to_owned(),
+                    |ago| format!("last written {} ago", humantime::format_duration(secs(ago))),
+                );
+                Err(format!(
+                    "cannot write this instance's registry row ({error}); {last}: {ttl} after the last write it stops \
+                     counting, and contract migrations no longer wait for this instance"
+                )
+                .into())
+            }
+        }
+    }
+
+    /// Start beating: at once, on every phase change and every interval, until stopped.
+    pub(crate) fn spawn(self: &Arc<Self>, phase: PhaseWatch) {
+        let heartbeat = Arc::clone(self);
+        let stopped = self.stop.subscribe();
+        let task = tokio::spawn(async move { heartbeat.run(phase, stopped).await });
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    async fn run(&self, mut phase: PhaseWatch, mut stopped: watch::Receiver<bool>) {
+        let interval = self.registry.heartbeat_interval();
+        let mut lifecycle_open = true;
+        loop {
+            // A database that does not answer delays the next beat, never more than one interval.
+            let outcome = tokio::time::timeout(interval, self.registry.beat(instance_phase(phase.phase()))).await;
+            let error = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some(format!("no answer within {}", humantime::format_duration(interval))),
+            };
+            {
+                let mut beats = self.beats.lock().unwrap_or_else(PoisonError::into_inner);
+                if error.is_none() {
+                    beats.last_written = Some(Instant::now());
+                } else if beats.error.is_none() {
+                    tracing::warn!(error = error.as_deref(), "cannot write this instance's registry row");
+                }
+                beats.error = error;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                changed = phase.changed(), if lifecycle_open => lifecycle_open = changed.is_some(),
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    /// Stop beating and remove the row: after the drain, when the instance no longer serves.
+    pub(crate) async fn deregister(&self) -> Result<(), cutover_migrate::MigrateError> {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task {
+            // A beat in flight finishes first, so it cannot write the row back afterwards.
+            let _ = task.await;
+        }
+        self.registry.deregister().await?;
+        tracing::info!(instance = self.registry.id(), "instance deregistered");
+        Ok(())
+    }
+}
+
+fn secs(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_map_to_registry_phases() {
+        assert_eq!(instance_phase(Phase::Starting), InstancePhase::Starting);
+        assert_eq!(instance_phase(Phase::Ready), InstancePhase::Ready);
+        for phase in [Phase::Draining, Phase::Stopping, Phase::Stopped] {
+            assert_eq!(instance_phase(phase), InstancePhase::Draining);
+        }
+    }
+}
