@@ -76,7 +76,7 @@ async fn a_database_migrated_by_sqlx_is_imported_with_checksums_and_migrated_fur
             .await,
         1
     );
-    let status = json(&fixture.run(&["--json", "status"]));
+    let status = &json(&fixture.run(&["--json", "status"]))["migrations"];
     assert_eq!(status[0]["ledger"]["adopted_from"], "sqlx");
     assert_eq!(status[2]["ledger"]["adopted_from"], serde_json::Value::Null);
     // Importing again changes nothing.

@@ -14,6 +14,7 @@ use cutover_tests::{assert_exit, assert_success, output_text, service_url, uniqu
 use sqlx::{AssertSqlSafe, PgPool};
 
 mod adopt;
+mod contract;
 
 /// A fresh database and a directory of migrations for it.
 struct Fixture {
