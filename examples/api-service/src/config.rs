@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub health_check_interval: Duration,
 
+    /// How often this instance refreshes its row in the instance registry (which `contract`
+    /// migrations wait on); the row expires after three.
+    #[arg(long, env = "INSTANCE_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub instance_heartbeat: Duration,
+
     /// Time a single health check may take (e.g. 2s).
     #[arg(long, env = "HEALTH_CHECK_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub health_check_timeout: Duration,

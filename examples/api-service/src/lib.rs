@@ -23,6 +23,7 @@ pub mod users;
 use std::net::SocketAddr;
 
 use cutover::{Limits, Service, shutdown::ShutdownReport};
+use cutover_migrate::instances::InstanceRegistry;
 
 pub use config::{Command, Config};
 pub use dependencies::Dependencies;
@@ -76,9 +77,16 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
     let router = app::inject_errors(router, config.inject_error_rate);
     let sqlite = dependencies.sqlite.clone();
 
+    // Registered with the migrations this binary embeds: `cutover-migrate up --phase contract`
+    // waits until no live instance was built without them.
+    let registry = match &dependencies.postgres {
+        Some(pool) => InstanceRegistry::new(pool, "api-service", &migration_set),
+        None => InstanceRegistry::new(&dependencies.sqlite, "api-service", &migration_set),
+    };
     let migrator = migrations::Startup::new(migration_target, migration_set, phases);
     let mut service = Service::builder(router)
         .service_version(&config.service_version)
+        .register_instance(registry.heartbeat(config.instance_heartbeat))
         .prometheus()
         .health(health)
         .shutdown(config.shutdown())

@@ -148,6 +148,13 @@ pub enum Migrate {
         /// How long the lease outlives a runner that dies (refreshed every third of it).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         lease: Duration,
+        /// Run contract migrations even while live workers were built without them (their
+        /// writes may then be refused); recorded in the ledger with --reason.
+        #[arg(long, requires = "reason")]
+        force_contract: bool,
+        /// Why the contract gate is overridden.
+        #[arg(long, requires = "force_contract")]
+        reason: Option<String>,
     },
     /// Show where each migration stands.
     Status,

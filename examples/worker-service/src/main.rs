@@ -30,6 +30,16 @@ async fn main() -> ExitCode {
             };
             match migrate(&config, action).await {
                 Ok(()) => ExitCode::SUCCESS,
+                // As `cutover-migrate`: 3 when the contract gate refused, so a script can wait.
+                Err(error)
+                    if matches!(
+                        error.downcast_ref::<cutover_migrate::MigrateError>(),
+                        Some(cutover_migrate::MigrateError::ContractBlocked(_))
+                    ) =>
+                {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(3)
+                }
                 Err(error) => {
                     eprintln!("error: {error:#}");
                     ExitCode::FAILURE
@@ -84,10 +94,12 @@ async fn migrate(config: &Config, action: Migrate) -> anyhow::Result<()> {
             phases,
             lock_wait,
             lease,
+            reason,
             ..
         } => {
             let options = UpOptions {
                 phases: (!phases.is_empty()).then_some(phases),
+                force_contract: reason,
                 ..UpOptions::default()
             };
             let report = migrator
@@ -99,11 +111,18 @@ async fn migrate(config: &Config, action: Migrate) -> anyhow::Result<()> {
             println!("{report}");
         }
         Migrate::Status => {
-            for entry in migrator.status(&db).await? {
+            let status = migrator.status(&db).await?;
+            for entry in &status {
                 println!(
                     "{:>6}  {:<32} {:<9} {}",
                     entry.version, entry.name, entry.phase, entry.state
                 );
+            }
+            for instance in migrator.instances(&db).await? {
+                match instance.blocks(&status).as_slice() {
+                    [] => println!("live: {instance}"),
+                    blocks => println!("live: {instance}; blocks contract {blocks:?}"),
+                }
             }
         }
         Migrate::Down { target } => {

@@ -19,6 +19,7 @@ use cutover::{
 };
 use cutover_migrate::{
     MigrateError, Phase, UpOptions,
+    instances::InstanceRegistry,
     mongo::{Batching, MongoMigrator},
 };
 use lapin::{
@@ -60,8 +61,12 @@ pub async fn serve(config: Config) -> anyhow::Result<ShutdownReport> {
         .register(Registration::new("rabbitmq", rabbitmq).timeout(Duration::from_secs(2)))
         .build()?;
     let (migrated, ready_to_consume) = watch::channel(false);
+    // Registered with the migrations this binary embeds: `migrate up --phase contract` waits
+    // until no live worker was built without them.
+    let embedded = migrations::migrations(Batching::default())?;
     let service = Service::builder(router(&run.service_version, &run.environment))
         .service_version(&run.service_version)
+        .register_instance(InstanceRegistry::new(&db, "worker-service", &embedded))
         .prometheus()
         .health(health)
         .shutdown(run.shutdown())
