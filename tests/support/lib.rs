@@ -6,6 +6,8 @@
 //! `JAEGER_OTLP_URL` and `JAEGER_QUERY_URL`. A test that needs a service fails when its URL is
 //! missing; nothing is skipped silently.
 
+pub mod proxy;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -99,6 +101,55 @@ pub fn service_url(variable: &str) -> String {
 /// A name no other test run uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}_{}", std::process::id(), fastrand::u32(..))
+}
+
+/// A PostgreSQL database of a test's own on the server of `DATABASE_URL`, dropped by
+/// [`drop_database`](Self::drop_database).
+#[derive(Debug)]
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    /// A pool on it.
+    pub pool: sqlx::PgPool,
+    name: String,
+    admin: sqlx::PgPool,
+}
+
+impl PgDatabase {
+    /// Create `<prefix>_<unique>`.
+    pub async fn create(prefix: &str) -> Self {
+        let admin_url = service_url("DATABASE_URL");
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        let name = unique(prefix);
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create a test database");
+        let mut url = Url::parse(&admin_url).expect("DATABASE_URL is a URL");
+        url.set_path(&name);
+        let pool = sqlx::PgPool::connect(url.as_str())
+            .await
+            .expect("connect to the test database");
+        Self {
+            url: url.into(),
+            pool,
+            name,
+            admin,
+        }
+    }
+
+    /// Close the pool and drop the database, whoever is still connected.
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&self.admin)
+        .await;
+    }
 }
 
 /// `url` with its host and port replaced by `address`.

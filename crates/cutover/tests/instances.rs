@@ -16,8 +16,8 @@ use cutover::{
     },
     shutdown::{ShutdownConfig, ShutdownHandle, ShutdownReport},
 };
-use cutover_tests::{FaultProxy, eventually, host_port, retarget, service_url, unique};
-use sqlx::{AssertSqlSafe, PgPool, SqlitePool};
+use cutover_tests::{FaultProxy, PgDatabase, eventually, host_port, retarget, service_url, unique};
+use sqlx::{PgPool, SqlitePool};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 fn migrations() -> MigrationSet {
@@ -112,7 +112,7 @@ async fn a_database_that_stops_answering_degrades_the_check_and_never_a_request(
         .connect(&retarget(&url, proxy.address()))
         .await
         .unwrap();
-    let registry = InstanceRegistry::new(&pool, &unique("svc"), &migrations())
+    let registry = InstanceRegistry::new(&pool, unique("svc"), &migrations())
         .instance_id(unique("instance"))
         .heartbeat(Duration::from_millis(200));
     let id = registry.id().to_owned();
@@ -165,14 +165,8 @@ async fn a_database_that_stops_answering_degrades_the_check_and_never_a_request(
 /// service beating every 200 ms for 3 s, in a database of its own.
 #[tokio::test]
 async fn a_heartbeat_is_one_statement_per_interval() {
-    let admin = PgPool::connect(&service_url("DATABASE_URL")).await.unwrap();
-    let name = unique("beats");
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let options = (*admin.connect_options()).clone().database(&name);
-    let pool = PgPool::connect_with(options).await.unwrap();
+    let database = PgDatabase::create("beats").await;
+    let pool = database.pool.clone();
     let interval = Duration::from_millis(200);
     let running = serve(
         InstanceRegistry::new(&pool, "api", &migrations()).heartbeat(interval),
@@ -203,9 +197,5 @@ async fn a_heartbeat_is_one_statement_per_interval() {
         writes >= expected / 2 && writes <= expected + 5,
         "{writes} writes for about {expected} heartbeats"
     );
-    pool.close().await;
-    sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-        .execute(&admin)
-        .await
-        .unwrap();
+    database.drop_database().await;
 }

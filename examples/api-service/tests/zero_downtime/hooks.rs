@@ -9,7 +9,9 @@ use std::{
     time::Duration,
 };
 
-use crate::{instance::Timing, proxy::shipped};
+use cutover_tests::proxy::shipped;
+
+use crate::instance::Timing;
 
 const HOOKS: &str = r#"# Plain-process hooks for the shipped deploy scripts (see examples/deploy/lib/compose-hooks.sh).
 # Written by the zero-downtime harness: instance NAME listens on $PORT_NAME, logs and pid files

@@ -35,7 +35,6 @@
 mod hooks;
 mod instance;
 mod load;
-mod proxy;
 mod timeline;
 mod traefik;
 
@@ -46,10 +45,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cutover_tests::proxy::{Haproxy, Nginx, Server, Switched};
 use hooks::Hooks;
 use instance::{Instance, Timing, free_port};
 use load::{Kind, Load, Tally};
-use proxy::{Haproxy, Nginx, Server, Switched};
 use traefik::{Prometheus, Setup, Traefik};
 
 const CLIENTS: usize = 8;

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::proxy::{shipped, stop};
+use cutover_tests::proxy::{shipped, stop};
 
 fn traefik_binary() -> PathBuf {
     let built = std::env::var_os("TRAEFIK_BIN").map(PathBuf::from).unwrap_or_else(|| {

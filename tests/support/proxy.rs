@@ -1,5 +1,6 @@
 //! nginx and HAProxy from the distribution, running the shipped files of `examples/deploy/`
-//! on loopback ports: nothing here writes a proxy configuration of its own.
+//! on loopback ports: nothing here writes a proxy configuration of its own. Used by the
+//! zero-downtime harnesses (api-service's, and the contract gate's in this crate).
 
 use std::{
     path::{Path, PathBuf},
@@ -34,7 +35,7 @@ async fn wait_listening(port: u16, child: &mut Child, log: &Path) {
 }
 
 /// Kill a proxy that is still running, and reap it.
-pub(crate) fn stop(child: &mut Child) {
+pub fn stop(child: &mut Child) {
     if child.try_wait().ok().flatten().is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -43,43 +44,54 @@ pub(crate) fn stop(child: &mut Child) {
 
 /// One backend in nginx's upstream.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Server {
-    pub(crate) port: u16,
-    pub(crate) weight: u32,
+pub struct Server {
+    /// Its loopback port.
+    pub port: u16,
+    /// Its share of the traffic.
+    pub weight: u32,
 }
 
 impl Server {
     /// `port` with weight 1.
-    pub(crate) fn one(port: u16) -> Self {
+    pub fn one(port: u16) -> Self {
         Self { port, weight: 1 }
     }
 }
 
 /// The shipped deployment files: `examples/deploy/...`.
-pub(crate) fn shipped(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(relative)
+pub fn shipped(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/deploy")
+        .join(relative)
 }
 
 /// What the shipped `nginx/switch.sh` said, and whether it succeeded.
-pub(crate) struct Switched {
-    pub(crate) ok: bool,
-    pub(crate) output: String,
+#[derive(Debug)]
+pub struct Switched {
+    /// Whether the script exited with 0.
+    pub ok: bool,
+    /// What it printed.
+    pub output: String,
 }
 
 /// nginx running the shipped `nginx/nginx.conf.template`, rendered with `envsubst` as its
 /// comment says (only `NGINX_LISTEN` differs: a free loopback port), switched by the shipped
 /// `nginx/switch.sh`.
-pub(crate) struct Nginx {
-    pub(crate) port: u16,
-    pub(crate) dir: PathBuf,
+#[derive(Debug)]
+pub struct Nginx {
+    /// Where it listens, on loopback.
+    pub port: u16,
+    /// Its configuration directory.
+    pub dir: PathBuf,
     child: Child,
 }
 
 impl Nginx {
-    pub(crate) async fn start(dir: &Path, servers: &[Server]) -> Self {
+    /// Start it in a directory of its own under `dir`, sending to `servers`.
+    pub async fn start(dir: &Path, servers: &[Server]) -> Self {
         let dir = dir.join(format!("nginx-{}", fastrand::u32(..)));
         std::fs::create_dir_all(&dir).expect("nginx dir");
-        let port = super::instance::free_port();
+        let port = crate::free_port();
         let template = std::fs::File::open(shipped("nginx/nginx.conf.template")).expect("the shipped template");
         let rendered = Command::new("envsubst")
             .arg("${NGINX_LISTEN}")
@@ -109,22 +121,18 @@ impl Nginx {
         Self { port, dir, child }
     }
 
-    pub(crate) fn url(&self) -> String {
+    /// Its base URL.
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Run the shipped `switch.sh` with these backends; `ready_within` is its READY_TIMEOUT.
-    pub(crate) async fn switch(&self, servers: &[Server], ready_within: Duration) -> Switched {
+    pub async fn switch(&self, servers: &[Server], ready_within: Duration) -> Switched {
         self.switch_with(servers, ready_within, &[]).await
     }
 
     /// [`switch`](Self::switch) with extra settings for the script (`PROXY_URL`, ...).
-    pub(crate) async fn switch_with(
-        &self,
-        servers: &[Server],
-        ready_within: Duration,
-        extra: &[(&str, String)],
-    ) -> Switched {
+    pub async fn switch_with(&self, servers: &[Server], ready_within: Duration, extra: &[(&str, String)]) -> Switched {
         let mut command = tokio::process::Command::new("bash");
         command
             .arg(shipped("nginx/switch.sh"))
@@ -142,12 +150,12 @@ impl Nginx {
         let output = command.output().await.expect("run switch.sh");
         Switched {
             ok: output.status.success(),
-            output: cutover_tests::output_text(&output),
+            output: crate::output_text(&output),
         }
     }
 
     /// The upstream nginx was last told about.
-    pub(crate) fn upstream(&self) -> String {
+    pub fn upstream(&self) -> String {
         std::fs::read_to_string(self.dir.join("upstream.conf")).unwrap_or_default()
     }
 }
@@ -161,15 +169,17 @@ impl Drop for Nginx {
 /// HAProxy running the shipped `haproxy/haproxy.cfg` as it is, its addresses given through the
 /// environment variables the file reads (`HAPROXY_BIND`, `API1`..`API3`): each server's state
 /// driven only by its `/health/ready` answers.
-pub(crate) struct Haproxy {
-    pub(crate) port: u16,
+#[derive(Debug)]
+pub struct Haproxy {
+    /// Where it listens, on loopback.
+    pub port: u16,
     child: Child,
 }
 
 impl Haproxy {
     /// `extra` sets more of the file's variables (`HAPROXY_RETRIES`).
-    pub(crate) async fn start(dir: &Path, backends: &[u16; 3], extra: &[(&str, &str)]) -> Self {
-        let port = super::instance::free_port();
+    pub async fn start(dir: &Path, backends: &[u16; 3], extra: &[(&str, &str)]) -> Self {
+        let port = crate::free_port();
         let log = dir.join(format!("haproxy-{}.log", fastrand::u32(..)));
         let mut command = Command::new(binary("haproxy"));
         command
@@ -190,7 +200,8 @@ impl Haproxy {
         Self { port, child }
     }
 
-    pub(crate) fn url(&self) -> String {
+    /// Its base URL.
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }

@@ -1,0 +1,2 @@
+-- The values go with the column when 0002 is reverted.
+SELECT 1;
