@@ -15,8 +15,10 @@
 //!   that rule by name; every refusal names the safe alternative.
 //! - **Backfills in short batches**, keyset-paginated over a key range fixed at the start, with
 //!   the checkpoint committed in each batch's transaction: resumable after a crash, no row twice.
-//! - **Phases.** `expand` and `backfill` run by default; `contract` only when asked for, after
-//!   every old instance is gone.
+//! - **Phases.** `expand` and `backfill` run by default; `contract` only when asked for, and
+//!   only once every live instance embeds the migration: services register the migrations their
+//!   binary embeds ([`instances`]), and `up` refuses, naming the old instances, until they are
+//!   gone (`--force-contract --reason` overrides, recorded in the ledger).
 //! - Checksums normalized and versioned, the down SQL kept in the ledger, verified `pg_dump`
 //!   backups, an explicit `restore`, and `repair` that records what it realigned.
 //!
@@ -40,7 +42,8 @@
 //! step.
 //!
 //! The `cutover-migrate` command (feature `cli`) does the same from a shell: `status`, `plan`,
-//! `up`, `down`, `lint`, `backup`, `restore`, `repair`, `baseline`, `import`.
+//! `up`, `down`, `lint`, `backup`, `restore`, `repair`, `baseline`, `import`. It exits with 3
+//! when the contract gate refuses (a deploy script can wait and retry), 1 on any other error.
 //!
 //! # Migration files
 //!

@@ -31,7 +31,13 @@ use serde::Serialize;
 /// The files in --source pick the backend: `.up.sql` files run on --database-url,
 /// `.up.json` files (MongoDB commands) on --mongodb-url.
 #[derive(Debug, Parser)]
-#[command(name = "cutover-migrate", version, about)]
+#[command(
+    name = "cutover-migrate",
+    version,
+    about,
+    after_help = "Exit codes: 0 done; 1 failed; 3 the contract gate refused: a live instance was built without a pending \
+                  contract migration (`status` lists them); wait for it to drain, or --force-contract --reason."
+)]
 struct Cli {
     /// Database URL: postgres://user:password@host/db or sqlite://path.db.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
