@@ -127,18 +127,47 @@ impl Heartbeat {
     }
 
     /// Stop beating and remove the row: after the drain, when the instance no longer serves.
-    pub(crate) async fn deregister(&self) -> Result<(), cutover_migrate::MigrateError> {
+    /// Never fails the shutdown: a row that cannot be removed (the database is down) expires
+    /// by itself one TTL after the last heartbeat, which is logged.
+    pub(crate) async fn deregister(&self) {
         let _ = self.stop.send(true);
         let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let registered = || {
+            self.beats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .last_written
+                .is_some()
+        };
         if let Some(task) = task {
-            // A beat in flight finishes first, so it cannot write the row back afterwards.
-            let _ = task.await;
+            let abort = task.abort_handle();
+            // Once registered, a beat in flight finishes first, so it cannot write the row back
+            // after the removal; one that hangs on an unreachable database is abandoned. Never
+            // registered: there is nothing to race with.
+            if !registered() || tokio::time::timeout(STOP_WAIT, task).await.is_err() {
+                abort.abort();
+            }
         }
-        self.registry.deregister().await?;
-        tracing::info!(instance = self.registry.id(), "instance deregistered");
-        Ok(())
+        if !registered() {
+            tracing::debug!("this instance never wrote its registry row; nothing to remove");
+            return;
+        }
+        let ttl = humantime::format_duration(self.registry.ttl_duration());
+        match tokio::time::timeout(STOP_WAIT, self.registry.deregister()).await {
+            Ok(Ok(())) => tracing::info!(instance = self.registry.id(), "instance deregistered"),
+            Ok(Err(error)) => tracing::warn!(
+                %error,
+                "cannot remove this instance's registry row; it stops counting {ttl} after its last heartbeat"
+            ),
+            Err(_) => tracing::warn!(
+                "no answer from the database while removing this instance's registry row; it stops counting {ttl} after its last heartbeat"
+            ),
+        }
     }
 }
+
+/// How long the deregistration waits for a beat in flight, and for the removal itself.
+const STOP_WAIT: Duration = Duration::from_secs(3);
 
 fn secs(duration: Duration) -> Duration {
     Duration::from_secs(duration.as_secs())

@@ -22,8 +22,8 @@ async fn starts_on_its_embedded_default_and_becomes_ready() {
     checks.sort();
     assert_eq!(
         checks,
-        ["disk", "memory", "sqlite"],
-        "only the embedded database and the host checks"
+        ["disk", "instance-registry", "memory", "sqlite"],
+        "only the embedded database, the host checks and the instance registry's"
     );
     assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(service.get("/health/startup").await.unwrap().0, 200);

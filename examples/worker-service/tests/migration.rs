@@ -264,3 +264,57 @@ async fn the_validator_is_applied_in_contract_or_the_servers_refusal_is_reported
     assert_eq!(indexes, vec!["_id_".to_owned()]);
     fixture.db.drop().await.unwrap();
 }
+
+/// The contract step waits for workers built before it: a live one whose binary lacks 13005
+/// makes `migrate up --phase contract` refuse (exit 3, nothing recorded) and `migrate status`
+/// name it; once it deregisters, the step runs (FerretDB then answers with its refusal of the
+/// validator, as above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_step_waits_for_workers_built_without_it() {
+    use cutover_migrate::{
+        instances::{InstancePhase, InstanceRegistry},
+        mongo::Batching,
+    };
+    let fixture = Fixture::new().await;
+    fixture.seed(10).await;
+    run_ok(&mut fixture.migrate(&["up", "--pause", "0s"]));
+    let all = worker_service::migrations::migrations(Batching::default()).unwrap();
+    let before: Vec<(i64, String)> = all
+        .migrations()
+        .iter()
+        .filter(|m| m.version < 13005)
+        .map(|m| (m.version, m.checksum()))
+        .collect();
+    let old = InstanceRegistry::new(
+        &fixture.db,
+        "worker-service",
+        cutover_migrate::instances::Embedded::new(before.iter().map(|(v, c)| (*v, c.as_str()))),
+    )
+    .version("1.2.0")
+    .host("worker-old");
+    old.beat(InstancePhase::Ready).await.unwrap();
+    let current = InstanceRegistry::new(&fixture.db, "worker-service", &all).version("1.3.0");
+    current.beat(InstancePhase::Ready).await.unwrap();
+
+    let refused = fixture.migrate(&["up", "--phase", "contract"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(3), "{}", output_text(&refused));
+    let message = output_text(&refused);
+    assert!(
+        message.contains("contract migration 13005 (validate_user_behavior) is not embedded by 1 live instance(s)"),
+        "{message}"
+    );
+    assert!(message.contains("worker-service 1.2.0 on worker-old"), "{message}");
+    assert_eq!(fixture.ledger_state(13005).await, None, "nothing recorded");
+    let status = run_ok(&mut fixture.migrate(&["status"]));
+    assert!(
+        status.contains("live: worker-service 1.2.0 on worker-old") && status.contains("blocks contract [13005]"),
+        "{status}"
+    );
+
+    old.deregister().await.unwrap();
+    let contract = fixture.migrate(&["up", "--phase", "contract"]).output().unwrap();
+    assert_ne!(contract.status.code(), Some(3), "{}", output_text(&contract));
+    assert!(fixture.ledger_state(13005).await.is_some(), "the step ran");
+    current.deregister().await.unwrap();
+    fixture.db.drop().await.unwrap();
+}
