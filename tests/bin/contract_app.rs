@@ -91,7 +91,7 @@ async fn migrate(set: MigrationSet, url: &str, args: &[String]) -> Result<ExitCo
         }
         Err(error @ MigrateError::ContractBlocked(_)) => {
             eprintln!("error: {error}");
-            Ok(ExitCode::from(3))
+            Ok(ExitCode::from(error.exit_code()))
         }
         Err(error) => Err(error.into()),
     }

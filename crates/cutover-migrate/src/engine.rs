@@ -18,6 +18,10 @@
 //!   (or the Rust migration's), else the copy the ledger kept, with a warning. A ledger row that
 //!   never completed a step (a failed transactional migration, a server refusing step 1) is
 //!   forgotten without running a down: nothing of it is in the database.
+//! - **A `contract` migration waits for every live instance to embed it** (the instance
+//!   registry, [`crate::instances`]): checked before the lock, so a refusal never waits for
+//!   another runner, and again under it; `force_contract` overrides, warns, and records the
+//!   override on the migration's ledger row.
 //! - **`repair`** realigns checksums of edited migrations and nothing else.
 
 use std::{future::Future, path::PathBuf};

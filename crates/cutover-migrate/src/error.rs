@@ -259,6 +259,23 @@ impl MigrateError {
         }
     }
 
+    /// The exit code a command should end with for this error: 3 when the contract gate
+    /// refused (nothing was applied; running again once the old instances are gone succeeds,
+    /// so a script or a Job can wait and retry), 1 for anything else.
+    ///
+    /// ```
+    /// use cutover_migrate::MigrateError;
+    ///
+    /// assert_eq!(MigrateError::ContractBlocked(Vec::new()).exit_code(), 3);
+    /// assert_eq!(MigrateError::UnsupportedUrl("ftp://x".into()).exit_code(), 1);
+    /// ```
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::ContractBlocked(_) => 3,
+            _ => 1,
+        }
+    }
+
     #[cfg(feature = "mongodb")]
     pub(crate) fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> Self {
         let context = context.into();

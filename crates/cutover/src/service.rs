@@ -447,8 +447,9 @@ impl ServiceBuilder {
     /// The row is written when the service starts, on every phase change (starting, ready,
     /// draining) and every heartbeat (default 10 s), from a task of its own: a database that is
     /// down delays heartbeats, never a request. After the drain (once in-flight requests are
-    /// done, before the shutdown hooks registered here run) the row is removed; a killed
-    /// instance's row expires by itself (default three heartbeats). The registry's health
+    /// done, before the shutdown hooks registered here run) the row is removed; a row that
+    /// cannot be removed within 3 s, like a killed instance's, expires by itself (default
+    /// three heartbeats after the last), which is logged and never fails the shutdown. The registry's health
     /// shows as the non-critical check `instance-registry`. The version defaults to
     /// [`service_version`](Self::service_version)'s.
     ///

@@ -136,11 +136,19 @@ pub enum Command {
         ready: bool,
     },
     /// Apply the embedded migrations to DATABASE_URL (or the SQLite file) and exit: the
-    /// deployment's migration job.
+    /// deployment's migration job. Exits with 3 when a contract migration is refused because
+    /// an instance built without it is live (a Job retries; a script waits).
     Migrate {
         /// Phases to apply (repeatable) [default: expand].
         #[arg(long = "phase")]
         phases: Vec<cutover_migrate::Phase>,
+        /// Run contract migrations even while live instances were built without them: their
+        /// requests that read what is removed fail. Recorded in the ledger with --reason.
+        #[arg(long, requires = "reason")]
+        force_contract: bool,
+        /// Why the contract gate is overridden.
+        #[arg(long, requires = "force_contract")]
+        reason: Option<String>,
     },
 }
 

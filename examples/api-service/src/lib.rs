@@ -29,8 +29,13 @@ pub use config::{Command, Config};
 pub use dependencies::Dependencies;
 
 /// Apply the embedded migrations for `config`'s database (`phases`, default expand) once, and
-/// report what was applied: the deployment's migration job.
-pub async fn migrate(config: &Config, phases: Vec<cutover_migrate::Phase>) -> anyhow::Result<cutover_migrate::Report> {
+/// report what was applied: the deployment's migration job. `force_contract` (a reason)
+/// overrides the contract gate.
+pub async fn migrate(
+    config: &Config,
+    phases: Vec<cutover_migrate::Phase>,
+    force_contract: Option<String>,
+) -> anyhow::Result<cutover_migrate::Report> {
     let phases = if phases.is_empty() {
         vec![cutover_migrate::Phase::Expand]
     } else {
@@ -45,6 +50,7 @@ pub async fn migrate(config: &Config, phases: Vec<cutover_migrate::Phase>) -> an
     };
     let options = cutover_migrate::UpOptions {
         phases: Some(phases),
+        force_contract,
         ..cutover_migrate::UpOptions::default()
     };
     Ok(cutover_migrate::Migrator::new(set).up(&url, &options).await?)

@@ -18,15 +18,20 @@ async fn main() -> ExitCode {
         Some(Command::Healthcheck { ready }) => {
             return cutover::healthcheck::run(config.port, Check::asked(ready)).await;
         }
-        Some(Command::Migrate { phases }) => {
-            return match api_service::migrate(&config, phases).await {
+        Some(Command::Migrate { phases, reason, .. }) => {
+            return match api_service::migrate(&config, phases, reason).await {
                 Ok(report) => {
+                    for forced in &report.forced {
+                        eprintln!("WARNING: FORCED past the contract gate: {forced}");
+                    }
                     println!("{report}");
                     ExitCode::SUCCESS
                 }
                 Err(error) => {
                     eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
+                    // As `cutover-migrate`: 3 when the contract gate refused (a Job retries).
+                    let code = error.downcast_ref().map_or(1, cutover_migrate::MigrateError::exit_code);
+                    ExitCode::from(code)
                 }
             };
         }

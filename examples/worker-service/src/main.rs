@@ -30,19 +30,11 @@ async fn main() -> ExitCode {
             };
             match migrate(&config, action).await {
                 Ok(()) => ExitCode::SUCCESS,
-                // As `cutover-migrate`: 3 when the contract gate refused, so a script can wait.
-                Err(error)
-                    if matches!(
-                        error.downcast_ref::<cutover_migrate::MigrateError>(),
-                        Some(cutover_migrate::MigrateError::ContractBlocked(_))
-                    ) =>
-                {
-                    eprintln!("error: {error:#}");
-                    ExitCode::from(3)
-                }
                 Err(error) => {
                     eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
+                    // As `cutover-migrate`: 3 when the contract gate refused (a script waits).
+                    let code = error.downcast_ref().map_or(1, cutover_migrate::MigrateError::exit_code);
+                    ExitCode::from(code)
                 }
             }
         }

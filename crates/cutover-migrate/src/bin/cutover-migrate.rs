@@ -716,9 +716,6 @@ fn render_plan(plan: &[PlannedMigration]) -> String {
     out.trim_end().to_owned()
 }
 
-/// The exit code of an `up` the contract gate refused (other failures exit with 1).
-const CONTRACT_BLOCKED: u8 = 3;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -746,14 +743,10 @@ async fn main() -> ExitCode {
     }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        // Its own code, so a deploy script can wait for old instances and try again.
-        Err(error @ MigrateError::ContractBlocked(_)) => {
-            eprintln!("error: {error}");
-            ExitCode::from(CONTRACT_BLOCKED)
-        }
+        // 3 for the contract gate, so a deploy script can wait for old instances and retry.
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }

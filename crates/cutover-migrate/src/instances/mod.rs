@@ -20,8 +20,9 @@
 //! that starts.
 //!
 //! **The gate.** A [`contract`](crate::Phase::Contract) migration runs only when every live
-//! instance of every service sharing the database embeds it — it was built knowing the schema
-//! without what the migration removes. Otherwise `up` stops before applying anything with
+//! instance of every service sharing the database (they share its ledger, hence its
+//! migrations) embeds it — it was built knowing the schema without what the migration removes.
+//! An instance still `starting` counts: an old build started again (a rollback) blocks too. Otherwise `up` stops before applying anything with
 //! [`MigrateError::ContractBlocked`], naming each instance (service, version, host, last seen)
 //! and how long until its row expires if it is gone. [`UpOptions::force_contract`](crate::UpOptions::force_contract)
 //! overrides it, loudly, recording who and why in the ledger (`forced_contract`).
@@ -31,8 +32,9 @@
 //! clock: keep the hosts' clocks synchronised (NTP) to well within the TTL.
 //!
 //! A row expires while its instance still serves only if the instance cannot write for a whole
-//! TTL, which the registry's health check reports (degraded) long before: choose a TTL longer
-//! than the database outages the instances should ride out.
+//! TTL, which the registry's health check (`instance-registry`, non-critical: the service
+//! shows degraded) reports from the first failed heartbeat: choose a TTL longer than the
+//! database outages the instances should ride out.
 //!
 //! ```no_run
 //! use cutover_migrate::{MigrationSet, instances::{InstancePhase, InstanceRegistry}};
