@@ -29,6 +29,8 @@ struct Beats {
 pub(crate) struct Heartbeat {
     registry: InstanceRegistry,
     beats: Arc<Mutex<Beats>>,
+    /// `true` once the row was written.
+    written: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -46,6 +48,7 @@ impl Heartbeat {
         Arc::new(Self {
             registry,
             beats: Arc::default(),
+            written: watch::channel(false).0,
             stop: watch::channel(false).0,
             task: Mutex::new(None),
         })
@@ -90,6 +93,27 @@ impl Heartbeat {
         }
     }
 
+    /// Start-up work that waits until the row is written (for at most one TTL), so the instance
+    /// is registered before its own migrations read the ledger: a contract migration applied
+    /// concurrently either sees its row, or is seen by its migrations (which then refuse to
+    /// start a binary missing an applied migration). Without the database for a whole TTL, the
+    /// start-up goes on, with a warning.
+    pub(crate) fn registered(self: &Arc<Self>) -> impl Future<Output = ()> + Send + 'static {
+        let mut written = self.written.subscribe();
+        let ttl = self.registry.ttl_duration();
+        async move {
+            if tokio::time::timeout(ttl, written.wait_for(|written| *written))
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "this instance's registry row could not be written within {}; starting anyway",
+                    humantime::format_duration(ttl)
+                );
+            }
+        }
+    }
+
     /// Start beating: at once, on every phase change and every interval, until stopped.
     pub(crate) fn spawn(self: &Arc<Self>, phase: PhaseWatch) {
         let heartbeat = Arc::clone(self);
@@ -101,6 +125,9 @@ impl Heartbeat {
     async fn run(&self, mut phase: PhaseWatch, mut stopped: watch::Receiver<bool>) {
         let interval = self.registry.heartbeat_interval();
         let mut lifecycle_open = true;
+        // After a failed beat the next comes sooner (250 ms, doubling up to the interval), so
+        // the row is written soon after the database is back (the start-up may be waiting).
+        let mut retry = RETRY_FIRST;
         loop {
             // A database that does not answer delays the next beat, never more than one interval.
             let outcome = tokio::time::timeout(interval, self.registry.beat(instance_phase(phase.phase()))).await;
@@ -109,17 +136,27 @@ impl Heartbeat {
                 Ok(Err(error)) => Some(error.to_string()),
                 Err(_) => Some(format!("no answer within {}", humantime::format_duration(interval))),
             };
-            {
+            let pause = {
                 let mut beats = self.beats.lock().unwrap_or_else(PoisonError::into_inner);
                 if error.is_none() {
                     beats.last_written = Some(Instant::now());
+                    self.written.send_replace(true);
                 } else if beats.error.is_none() {
                     tracing::warn!(error = error.as_deref(), "cannot write this instance's registry row");
                 }
+                let pause = if error.is_some() {
+                    let pause = retry.min(interval);
+                    retry = retry.saturating_mul(2);
+                    pause
+                } else {
+                    retry = RETRY_FIRST;
+                    interval
+                };
                 beats.error = error;
-            }
+                pause
+            };
             tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(pause) => {}
                 changed = phase.changed(), if lifecycle_open => lifecycle_open = changed.is_some(),
                 _ = stopped.wait_for(|stop| *stop) => return,
             }
@@ -165,6 +202,9 @@ impl Heartbeat {
         }
     }
 }
+
+/// The pause after a first failed heartbeat.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
 
 /// How long the deregistration waits for a beat in flight, and for the removal itself.
 const STOP_WAIT: Duration = Duration::from_secs(3);

@@ -449,7 +449,9 @@ impl ServiceBuilder {
     /// down delays heartbeats, never a request. After the drain (once in-flight requests are
     /// done, before the shutdown hooks registered here run) the row is removed; a row that
     /// cannot be removed within 3 s, like a killed instance's, expires by itself (default
-    /// three heartbeats after the last), which is logged and never fails the shutdown. The registry's health
+    /// three heartbeats after the last), which is logged and never fails the shutdown. The
+    /// start-up work (migrations) begins once the row is written (or after one TTL without the
+    /// database), so an instance is counted before it can read the ledger. The registry's health
     /// shows as the non-critical check `instance-registry`. The version defaults to
     /// [`service_version`](Self::service_version)'s.
     ///
@@ -516,6 +518,8 @@ impl ServiceBuilder {
         };
         #[cfg_attr(not(feature = "migrate"), allow(unused_mut))]
         let mut shutdown = self.shutdown;
+        #[cfg_attr(not(feature = "migrate"), allow(unused_mut))]
+        let mut startup = self.startup;
         #[cfg(feature = "migrate")]
         let heartbeat = match self.instance {
             Some(mut registry) => {
@@ -524,6 +528,15 @@ impl ServiceBuilder {
                 }
                 let heartbeat = crate::instance::Heartbeat::new(registry);
                 health.add(heartbeat.check())?;
+                // Registered before the start-up work (migrations) reads the ledger.
+                let registered = heartbeat.registered();
+                startup.insert(
+                    0,
+                    Box::pin(async move {
+                        registered.await;
+                        Ok(())
+                    }),
+                );
                 // Registered last, so it runs first of the hooks: before they close the pool
                 // the row is in, and after the drain.
                 let deregister = std::sync::Arc::clone(&heartbeat);
@@ -565,7 +578,7 @@ impl ServiceBuilder {
             shutdown,
             listen: self.listen,
             admin_listen: self.admin_listen,
-            startup: self.startup,
+            startup,
             limits: self.limits,
             prometheus: self.prometheus,
             #[cfg(feature = "migrate")]

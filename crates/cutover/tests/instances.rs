@@ -199,3 +199,36 @@ async fn a_heartbeat_is_one_statement_per_interval() {
     );
     database.drop_database().await;
 }
+
+/// The start-up work (migrations) runs only once the row is written: a contract migration
+/// applied concurrently either sees the instance or is seen by its migrations.
+#[tokio::test]
+async fn start_up_work_begins_once_the_instance_is_registered() {
+    let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+    let set = migrations();
+    let registry = InstanceRegistry::new(&pool, "api", &set).heartbeat(Duration::from_millis(200));
+    let id = registry.id().to_owned();
+    let reader = InstanceRegistry::new(&pool, "reader", Embedded::new([]));
+    let (seen, seen_by_startup) = tokio::sync::oneshot::channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = Service::builder(Router::new())
+        .register_instance(registry)
+        .shutdown(ShutdownConfig::default().signals(false).drain_delay(Duration::ZERO))
+        .listener(listener)
+        .startup(async move {
+            let live = reader.live().await?;
+            let _ = seen.send(live.iter().map(|i| (i.id.clone(), i.phase.clone())).collect::<Vec<_>>());
+            Ok::<(), cutover::migrate::MigrateError>(())
+        })
+        .build()
+        .unwrap();
+    let handle = service.handle();
+    let served = tokio::spawn(service.serve());
+    let seen = tokio::time::timeout(Duration::from_secs(5), seen_by_startup)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, [(id, "starting".to_owned())]);
+    handle.trigger();
+    served.await.unwrap().unwrap();
+}
