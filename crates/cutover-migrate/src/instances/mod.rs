@@ -422,6 +422,8 @@ impl From<LiveRow> for Instance {
 pub struct InstanceRegistry {
     store: InstanceStore,
     row: Row,
+    /// Whether [`version`](Self::version) was called.
+    version_set: bool,
     heartbeat: Duration,
     ttl: Option<Duration>,
 }
@@ -443,6 +445,7 @@ impl InstanceRegistry {
                 embedded: embedded.into(),
                 started: std::time::SystemTime::now(),
             },
+            version_set: false,
             heartbeat: Duration::from_secs(10),
             ttl: None,
         }
@@ -451,12 +454,13 @@ impl InstanceRegistry {
     /// The service's version, as deployed (`1.3.0`, a git SHA).
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.row.version = version.into();
+        self.version_set = true;
         self
     }
 
-    /// Whether a version was set.
+    /// Whether a version was set (`cutover::Service` otherwise gives it the service's).
     pub fn has_version(&self) -> bool {
-        self.row.version != "unknown"
+        self.version_set
     }
 
     /// The host shown for it (default: the machine's name, from `/etc/hostname` or `HOSTNAME`).
