@@ -637,20 +637,11 @@ fn render_instances(instances: &[Instance], blocks: &[Vec<i64>]) -> String {
     }
     let mut out = format!("\n{} live instance(s):\n", instances.len());
     for (instance, blocks) in instances.iter().zip(blocks) {
-        let blocks = match blocks.as_slice() {
-            [] => String::new(),
-            versions => format!("; blocks contract {}", join(versions)),
-        };
-        out.push_str(&format!(
-            "  {} {} on {} ({}, {}, last seen {}, expires in {}s{blocks})\n",
-            instance.service,
-            instance.version,
-            instance.host,
-            instance.id,
-            instance.phase,
-            instance.last_seen,
-            instance.expires_in.as_secs()
-        ));
+        out.push_str(&format!("  {instance}"));
+        if !blocks.is_empty() {
+            out.push_str(&format!("; blocks contract {}", join(blocks)));
+        }
+        out.push('\n');
     }
     out
 }

@@ -372,6 +372,42 @@ impl Row {
     }
 }
 
+/// `query` with the row's parameters bound in order: `instance_id, service, version, host,
+/// migrations, max_migration, digest, phase, ttl in milliseconds` (the placeholders differ
+/// between PostgreSQL and SQLite; the order does not).
+#[cfg(feature = "sql")]
+pub(crate) fn bind_row<'q, DB>(
+    query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    row: &Row,
+    phase: InstancePhase,
+    ttl: Duration,
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(row.id.clone())
+        .bind(row.service.clone())
+        .bind(row.version.clone())
+        .bind(row.host.clone())
+        .bind(row.migrations_json())
+        .bind(row.max_migration())
+        .bind(row.embedded.digest.clone())
+        .bind(phase.as_str().to_owned())
+        .bind(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `2026-11-30T10:00:00.123Z` → `2026-11-30T10:00:00Z`: every backend shows whole seconds.
+pub(crate) fn whole_seconds(time: String) -> String {
+    match time.split_once('.') {
+        Some((whole, _)) => format!("{whole}Z"),
+        None => time,
+    }
+}
+
 /// A row of the SQL registry, as `live` selects it.
 #[cfg(feature = "sql")]
 #[derive(sqlx::FromRow)]
@@ -392,11 +428,6 @@ pub(crate) struct LiveRow {
 #[cfg(feature = "sql")]
 impl From<LiveRow> for Instance {
     fn from(row: LiveRow) -> Self {
-        // `2026-11-30T10:00:00.123Z` (SQLite) → `2026-11-30T10:00:00Z`, as the others show times.
-        let seconds = |time: String| match time.split_once('.') {
-            Some((whole, _)) => format!("{whole}Z"),
-            None => time,
-        };
         let mut migrations: Vec<i64> = serde_json::from_str(&row.migrations).unwrap_or_default();
         migrations.sort_unstable();
         Self {
@@ -407,8 +438,8 @@ impl From<LiveRow> for Instance {
             migrations,
             digest: row.digest,
             phase: row.phase,
-            started_at: seconds(row.started_at),
-            last_seen: seconds(row.last_seen),
+            started_at: whole_seconds(row.started_at),
+            last_seen: whole_seconds(row.last_seen),
             expires_in: Duration::from_millis(u64::try_from(row.expires_in_ms).unwrap_or(0)),
         }
     }

@@ -9,8 +9,9 @@ use mongodb::{
     bson::{Bson, DateTime, Document, doc},
 };
 
-use super::{INSTANCES_TABLE, Instance, InstancePhase, Row};
+use super::{INSTANCES_TABLE, Instance, InstancePhase, Row, whole_seconds};
 use crate::MigrateError;
+use crate::mongo::fields::{number, text, time};
 
 fn collection(db: &Database) -> Collection<Document> {
     db.collection(INSTANCES_TABLE)
@@ -61,18 +62,6 @@ pub(crate) async fn remove(db: &Database, id: &str) -> Result<(), MigrateError> 
     Ok(())
 }
 
-fn rfc3339(document: &Document, key: &str) -> String {
-    document
-        .get_datetime(key)
-        .ok()
-        .and_then(|t| t.try_to_rfc3339_string().ok())
-        .map(|t| match t.split_once('.') {
-            Some((whole, _)) => format!("{whole}Z"),
-            None => t,
-        })
-        .unwrap_or_default()
-}
-
 /// Every document that has not expired.
 pub(crate) async fn live(db: &Database) -> Result<Vec<Instance>, MigrateError> {
     let now = DateTime::now();
@@ -87,19 +76,11 @@ pub(crate) async fn live(db: &Database) -> Result<Vec<Instance>, MigrateError> {
     Ok(documents
         .iter()
         .map(|document| {
-            let text = |key| document.get_str(key).unwrap_or_default().to_owned();
+            let text = |key| text(document, key).unwrap_or_default();
+            let time = |key| whole_seconds(time(document, key).unwrap_or_default());
             let mut migrations: Vec<i64> = document
                 .get_array("migrations")
-                .map(|versions| {
-                    versions
-                        .iter()
-                        .filter_map(|v| match v {
-                            Bson::Int64(n) => Some(*n),
-                            Bson::Int32(n) => Some(i64::from(*n)),
-                            _ => None,
-                        })
-                        .collect()
-                })
+                .map(|versions| versions.iter().filter_map(number).collect())
                 .unwrap_or_default();
             migrations.sort_unstable();
             let expires = document.get_datetime("expires_at").map_or(0, |t| t.timestamp_millis());
@@ -111,8 +92,8 @@ pub(crate) async fn live(db: &Database) -> Result<Vec<Instance>, MigrateError> {
                 migrations,
                 digest: text("digest"),
                 phase: text("phase"),
-                started_at: rfc3339(document, "started_at"),
-                last_seen: rfc3339(document, "last_seen"),
+                started_at: time("started_at"),
+                last_seen: time("last_seen"),
                 expires_in: Duration::from_millis(u64::try_from(expires - now.timestamp_millis()).unwrap_or(0)),
             }
         })

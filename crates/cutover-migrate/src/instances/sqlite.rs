@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, SqliteConnection, SqlitePool};
 
-use super::{INSTANCES_TABLE, Instance, InstancePhase, LiveRow, Row};
+use super::{INSTANCES_TABLE, Instance, InstancePhase, LiveRow, Row, bind_row};
 use crate::MigrateError;
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -31,20 +31,7 @@ pub(crate) async fn beat(
          ON CONFLICT (instance_id) DO UPDATE
             SET phase = excluded.phase, last_seen = excluded.last_seen, expires_at = excluded.expires_at"
     );
-    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let write = |pool| {
-        sqlx::query(AssertSqlSafe(upsert.clone()))
-            .bind(&row.id)
-            .bind(&row.service)
-            .bind(&row.version)
-            .bind(&row.host)
-            .bind(row.migrations_json())
-            .bind(row.max_migration())
-            .bind(row.embedded.digest())
-            .bind(phase.as_str())
-            .bind(ttl_ms)
-            .execute(pool)
-    };
+    let write = |pool| bind_row(sqlx::query(AssertSqlSafe(upsert.clone())), row, phase, ttl).execute(pool);
     match write(pool).await {
         Ok(_) => Ok(()),
         Err(error) if no_table(&error) => {

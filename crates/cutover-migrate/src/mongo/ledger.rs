@@ -10,7 +10,10 @@ use mongodb::{
     bson::{Bson, DateTime, Document, doc},
 };
 
-use super::MongoMigration;
+use super::{
+    MongoMigration,
+    fields::{integer, text, time},
+};
 use crate::{
     MigrateError,
     ledger::{LEDGER_SCHEMA, LEDGER_SCHEMA_TABLE, LedgerEntry, State, check_schema, runner_id},
@@ -21,26 +24,6 @@ pub const LEDGER_COLLECTION: &str = "_migrations";
 
 fn ledger(db: &Database) -> Collection<Document> {
     db.collection(LEDGER_COLLECTION)
-}
-
-fn text(document: &Document, key: &str) -> Option<String> {
-    document.get_str(key).ok().map(str::to_owned)
-}
-
-fn time(document: &Document, key: &str) -> Option<String> {
-    document
-        .get_datetime(key)
-        .ok()
-        .and_then(|t| t.try_to_rfc3339_string().ok())
-}
-
-fn integer(document: &Document, key: &str) -> Option<i64> {
-    match document.get(key)? {
-        Bson::Int64(n) => Some(*n),
-        Bson::Int32(n) => Some(i64::from(*n)),
-        Bson::Double(n) => Some(*n as i64),
-        _ => None,
-    }
 }
 
 fn json(value: Option<&Bson>) -> Option<String> {

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod fields;
 mod lease;
 mod ledger;
 mod operation;

@@ -72,10 +72,10 @@ async fn contract_is_refused_with_exit_code_3_while_an_old_instance_is_live() {
     let status = output_text(&fixture.run(&["status"]));
     assert!(status.contains("1 live instance(s):"), "{status}");
     assert!(
-        status.contains(&format!("api-service 1.2.0 on blue-host ({}, ready", blue.id())),
+        status.contains(&format!("api-service 1.2.0 on blue-host (id {}, ready", blue.id())),
         "{status}"
     );
-    assert!(status.contains("; blocks contract 2)"), "{status}");
+    assert!(status.contains("if it is gone); blocks contract 2\n"), "{status}");
     let status = json(&fixture.run(&["--json", "status"]));
     assert_eq!(status["migrations"][1]["state"], "pending");
     assert_eq!(status["instances"][0]["version"], "1.2.0");
