@@ -106,7 +106,7 @@ pub use cutover_core::problem::Problem;
 #[doc(inline)]
 pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "serve")]
-pub use limits::{Limits, LimitsError};
+pub use limits::{Limits, LimitsError, MinDataRate};
 #[cfg(feature = "serve")]
 pub use service::{SERVICE_VERSION_HEADER, ServeError, Service, ServiceBuilder};
 #[cfg(feature = "serve")]

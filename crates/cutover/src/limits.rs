@@ -2,14 +2,31 @@
 //!
 //! | limit | default | environment | what happens at the limit |
 //! | --- | --- | --- | --- |
-//! | header read timeout | 10 s | `HTTP_HEADER_READ_TIMEOUT` | a connection that has not sent a whole request head in time (from accept, or from its first byte on a kept-alive HTTP/1.1 connection) is closed: slowloris |
-//! | idle timeout | 75 s | `HTTP_IDLE_TIMEOUT` | a connection with no request in progress and no bytes moving is closed (HTTP/2: GOAWAY); kept above the 60 s idle timeout of common load balancers so they close first |
+//! | header read timeout | 10 s | `HTTP_HEADER_READ_TIMEOUT` | a request head that has not arrived whole in time (from accept for a connection's first request, from its first byte on a kept-alive connection; never during the idle wait between requests) closes the connection: slowloris |
+//! | idle timeout | 75 s | `HTTP_IDLE_TIMEOUT` | a connection with no request in progress for this long is closed (HTTP/2: GOAWAY; PINGs do not keep it open); kept above the idle timeout of the proxy in front so the proxy always closes first (see below) |
 //! | body read timeout | 10 s | `HTTP_BODY_READ_TIMEOUT` | a request body that sends nothing for this long ends the request with `408` problem+json and `Connection: close` |
-//! | request timeout | 30 s | `HTTP_REQUEST_TIMEOUT` | a handler that has not answered in time is answered for with `503` problem+json (the server is slow, not the client) |
+//! | minimum body data rate | 240 B/s after 5 s | `HTTP_MIN_BODY_DATA_RATE`, `HTTP_MIN_BODY_DATA_RATE_GRACE` | a request body arriving slower on average (measured from its first read, once the grace period is over) ends the request with `408` problem+json and `Connection: close`, freeing its concurrency slot (Kestrel's `MinRequestBodyDataRate`) |
+//! | request timeout | 30 s | `HTTP_REQUEST_TIMEOUT` | a handler that has not answered in time is answered for with `503` problem+json (the server is slow, not the client); the time a client spends sending its body is not counted: the clock restarts when the body has been read |
 //! | maximum body | 1 MiB | `HTTP_MAX_BODY_SIZE` | a larger body is refused with `413` problem+json, from its `Content-Length` before it is read, or as soon as a streamed body passes the limit |
 //! | maximum header size | 32 KiB | `HTTP_MAX_HEADER_SIZE` | a larger request head is refused with `431` (HTTP/1.1) or a stream reset (HTTP/2) |
 //! | maximum concurrent requests | 512 | `HTTP_MAX_CONCURRENT_REQUESTS` | further requests are shed at once with `503` problem+json and `Retry-After: 1`; probes and `/metrics` are never shed |
 //! | maximum connections | 1,024 | `HTTP_MAX_CONNECTIONS` | no further connection is accepted until one closes (they wait in the kernel's backlog) |
+//!
+//! # Idle timeouts behind a proxy
+//!
+//! A proxy that reuses a pooled connection at the moment the service closes it gets a reset,
+//! and a POST it cannot retry becomes a 502: the keep-alive race. Order the idle timeouts
+//! client < proxy < service, so the side that closes is never the side that was just sent
+//! a request:
+//!
+//! | in front | its idle timeout for upstream connections | service's `HTTP_IDLE_TIMEOUT` |
+//! | --- | --- | --- |
+//! | nginx (`upstream { keepalive ...; keepalive_timeout 60s; }`) | 60 s (the shipped config) | 75 s (default) |
+//! | HAProxy (`timeout server`, `http-reuse`) | 30 s (the shipped config's `timeout http-keep-alive`) | 75 s (default) |
+//! | Traefik (`serversTransport.forwardingTimeouts.idleConnTimeout`) | 90 s by default: the shipped config sets 60 s | 75 s (default) |
+//! | AWS Application Load Balancer | 60 s (configurable) | above it: 75 s, or more if raised |
+//! | Google Cloud external Application Load Balancer | 600 s (fixed) | `620s` |
+//! | Azure Application Gateway | 120 s | `130s` |
 //!
 //! Durations read from the environment accept `10s`, `500ms`, `1m 30s`, or a bare number of
 //! seconds; sizes accept `1048576`, `64k`/`64KiB`, `1m`/`1MiB` (binary units). `0` switches a
@@ -39,6 +56,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 /// Default for [`Limits::body_read_timeout`].
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Limits::min_body_data_rate`]: bytes per second.
+pub const DEFAULT_MIN_BODY_DATA_RATE: u64 = 240;
+/// Default for [`Limits::min_body_data_rate`]: the grace period before the rate applies.
+pub const DEFAULT_MIN_BODY_DATA_RATE_GRACE: Duration = Duration::from_secs(5);
 /// Default for [`Limits::request_timeout`].
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`Limits::max_body_size`].
@@ -60,6 +81,7 @@ pub struct Limits {
     pub(crate) header_read_timeout: Option<Duration>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) body_read_timeout: Option<Duration>,
+    pub(crate) min_body_data_rate: Option<MinDataRate>,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) max_body_size: usize,
     pub(crate) max_header_size: usize,
@@ -73,12 +95,36 @@ impl Default for Limits {
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
+            min_body_data_rate: Some(MinDataRate {
+                bytes_per_second: DEFAULT_MIN_BODY_DATA_RATE,
+                grace_period: DEFAULT_MIN_BODY_DATA_RATE_GRACE,
+            }),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
+    }
+}
+
+/// The slowest a request body may arrive, on average since its first read, once its grace
+/// period is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinDataRate {
+    bytes_per_second: u64,
+    grace_period: Duration,
+}
+
+impl MinDataRate {
+    /// The minimum rate, in bytes per second.
+    pub fn bytes_per_second(&self) -> u64 {
+        self.bytes_per_second
+    }
+
+    /// How long a body may arrive at any rate before the minimum applies.
+    pub fn grace_period(&self) -> Duration {
+        self.grace_period
     }
 }
 
@@ -147,6 +193,21 @@ impl Limits {
         if let Some(value) = duration("HTTP_BODY_READ_TIMEOUT")? {
             self.body_read_timeout = some_unless_zero(value);
         }
+        let rate = size(
+            "HTTP_MIN_BODY_DATA_RATE",
+            "a rate in bytes per second (e.g. `240`, `1k`, `0` to switch it off)",
+        )?;
+        let grace = duration("HTTP_MIN_BODY_DATA_RATE_GRACE")?;
+        if rate.is_some() || grace.is_some() {
+            let current = self.min_body_data_rate;
+            let bytes = rate.map_or_else(
+                || current.map_or(DEFAULT_MIN_BODY_DATA_RATE, |rate| rate.bytes_per_second),
+                |rate| rate as u64,
+            );
+            let grace =
+                grace.unwrap_or_else(|| current.map_or(DEFAULT_MIN_BODY_DATA_RATE_GRACE, |rate| rate.grace_period));
+            self = self.min_body_data_rate(bytes, grace);
+        }
         if let Some(value) = duration("HTTP_REQUEST_TIMEOUT")? {
             self.request_timeout = some_unless_zero(value);
         }
@@ -183,6 +244,17 @@ impl Limits {
     /// Time a request body may send nothing (default 10 s).
     pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
         self.body_read_timeout = some_unless_zero(timeout);
+        self
+    }
+
+    /// The slowest a request body may arrive, on average from its first read, once
+    /// `grace_period` is over (default 240 bytes per second after 5 s, as Kestrel). A slower
+    /// client gets `408` and its connection is closed. `0` bytes per second switches it off.
+    pub fn min_body_data_rate(mut self, bytes_per_second: u64, grace_period: Duration) -> Self {
+        self.min_body_data_rate = (bytes_per_second > 0).then_some(MinDataRate {
+            bytes_per_second,
+            grace_period,
+        });
         self
     }
 
@@ -232,6 +304,11 @@ impl Limits {
     /// The body read timeout, `None` when off.
     pub fn body_read_timeout_value(&self) -> Option<Duration> {
         self.body_read_timeout
+    }
+
+    /// The minimum body data rate, `None` when off.
+    pub fn min_body_data_rate_value(&self) -> Option<MinDataRate> {
+        self.min_body_data_rate
     }
 
     /// The request timeout, `None` when off.
@@ -303,8 +380,18 @@ mod tests {
                 ("HTTP_IDLE_TIMEOUT", "0"),
                 ("HTTP_MAX_CONNECTIONS", "10"),
                 ("HTTP_MAX_HEADER_SIZE", "1k"),
+                ("HTTP_MIN_BODY_DATA_RATE_GRACE", "2s"),
             ]))
             .unwrap();
+        let rate = limits.min_body_data_rate_value().unwrap();
+        assert_eq!(
+            (rate.bytes_per_second(), rate.grace_period()),
+            (240, Duration::from_secs(2))
+        );
+        let off = Limits::default()
+            .with_vars(vars(&[("HTTP_MIN_BODY_DATA_RATE", "0")]))
+            .unwrap();
+        assert_eq!(off.min_body_data_rate_value(), None);
         assert_eq!(limits.request_timeout_value(), Some(Duration::from_secs(45)));
         assert_eq!(limits.idle_timeout_value(), None);
         assert_eq!(limits.max_connections_value(), 10);

@@ -1,28 +1,39 @@
 //! The HTTP server under [`Service`](crate::Service): hyper's HTTP/1.1 and HTTP/2 connections,
 //! with the connection-level [`Limits`] that `axum::serve` does not have.
 //!
-//! - At most `max_connections` connections: past that, the listener is not polled and new
+//! - At most `max_connections` connections. At the limit, a new connection makes the oldest
+//!   connection that never sent a whole request close (a flood of half-open connections
+//!   cannot lock out probes and real clients); when every connection has sent one, new
 //!   connections wait in the kernel's backlog.
-//! - A connection must send a whole request head within the header read timeout of being
-//!   accepted (hyper enforces it again for the next request of a kept-alive HTTP/1.1
-//!   connection, from its first byte).
-//! - A connection with no request in progress and no bytes moving for the idle timeout is
-//!   closed gracefully; one that still does not finish is dropped after another idle period.
-//! - When the service starts draining, every HTTP/2 connection that has served a request gets
-//!   a GOAWAY, the HTTP/2 twin of the `Connection: close` the drain layer adds to HTTP/1.1
-//!   responses: clients open their next stream elsewhere while in-flight ones finish.
-//! - When the server is told to stop, every connection closes gracefully.
+//! - A request head must arrive whole within the header read timeout of its first byte (of
+//!   accept, for a connection's first request). The wait between kept-alive requests is not
+//!   a head: it is governed by the idle timeout alone.
+//! - A connection with no request in progress for the idle timeout is closed (HTTP/2: a
+//!   GOAWAY). Bytes that carry no request (HTTP/2 PINGs) do not keep it open. A response
+//!   body still streaming is a request in progress.
+//! - When the service starts draining, a connection that carries no request is closed
+//!   (HTTP/1.1: an idle keep-alive connection or a head still arriving) or sent a GOAWAY
+//!   (HTTP/2), so pooled clients open their next connection elsewhere; HTTP/1.1 requests in
+//!   progress are answered with the drain layer's `Connection: close`.
+//! - When the server is told to stop, connections with no request in progress are closed at
+//!   once and the others gracefully.
 
 mod connection;
 
-use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use cutover_core::PhaseWatch;
 use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::JoinSet,
+};
+
+use self::connection::Activity;
 
 use crate::{Limits, stack::App};
 
@@ -63,44 +74,108 @@ impl Server {
             limits,
         });
         let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let open = Arc::new(OpenConnections::default());
         let (stopping, _) = tokio::sync::watch::channel(false);
         let mut connections = JoinSet::new();
+        // A connection accepted at the limit, waiting for the slot of one made to leave.
+        let mut waiting: Option<(TcpStream, SocketAddr)> = None;
         let mut stop = std::pin::pin!(stop);
         loop {
-            let accepted = tokio::select! {
+            let (stream, remote, slot) = tokio::select! {
                 biased;
                 () = &mut stop => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-                accepted = accept(&listener, &slots) => accepted,
-            };
-            let Some((stream, remote, slot)) = accepted else {
-                continue;
+                slot = Arc::clone(&slots).acquire_owned(), if waiting.is_some() => {
+                    let (Ok(slot), Some((stream, remote))) = (slot, waiting.take()) else { continue };
+                    (stream, remote, slot)
+                }
+                accepted = accept(&listener), if waiting.is_none() => {
+                    let Some((stream, remote)) = accepted else { continue };
+                    match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(slot) => (stream, remote, slot),
+                        Err(_) => {
+                            // At the limit: the oldest connection that never sent a request
+                            // makes room, so a flood of half-open connections cannot lock
+                            // out probes and real clients. With none, this one waits for a
+                            // slot and the next ones wait in the kernel's backlog.
+                            open.evict_oldest_unserved();
+                            waiting = Some((stream, remote));
+                            continue;
+                        }
+                    }
+                }
             };
             let signals = connection::Signals {
                 phase: phase.clone(),
                 stopping: stopping.subscribe(),
             };
-            connections.spawn(connection::serve(stream, remote, Arc::clone(&shared), signals, slot));
+            let activity = open.register();
+            let open = Arc::clone(&open);
+            let shared = Arc::clone(&shared);
+            connections.spawn(async move {
+                let id = activity.0;
+                connection::serve(stream, remote, shared, signals, activity.1, slot).await;
+                open.remove(id);
+            });
         }
         drop(listener);
+        drop(waiting);
         let _ = stopping.send(true);
         while connections.join_next().await.is_some() {}
         Ok(())
     }
 }
 
-/// The next connection, once a slot is free. Errors accepting (out of file descriptors, a
-/// connection reset before it was accepted) are logged and retried after a pause, as
-/// `axum::serve` does; they never end the server.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> Option<(tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit)> {
-    let slot = Arc::clone(slots).acquire_owned().await.ok()?;
+/// The open connections in the order they were accepted, to find the oldest one that never
+/// sent a request.
+#[derive(Default)]
+struct OpenConnections {
+    inner: std::sync::Mutex<OpenInner>,
+}
+
+#[derive(Default)]
+struct OpenInner {
+    next: u64,
+    by_age: BTreeMap<u64, Arc<Activity>>,
+}
+
+impl OpenConnections {
+    fn register(&self) -> (u64, Arc<Activity>) {
+        let activity = Arc::new(Activity::new());
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = inner.next;
+        inner.next += 1;
+        inner.by_age.insert(id, Arc::clone(&activity));
+        (id, activity)
+    }
+
+    fn remove(&self, id: u64) {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_age
+            .remove(&id);
+    }
+
+    /// Tell the oldest connection that never sent a request to close; whether there was one.
+    fn evict_oldest_unserved(&self) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(victim) = inner.by_age.values().find(|activity| activity.is_unserved()) else {
+            return false;
+        };
+        victim.evict();
+        true
+    }
+}
+
+/// The next connection. Errors accepting (out of file descriptors, a connection reset before
+/// it was accepted) are logged and retried after a pause, as `axum::serve` does; they never
+/// end the server.
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept().await {
         Ok((stream, remote)) => {
             let _ = stream.set_nodelay(true);
-            Some((stream, remote, slot))
+            Some((stream, remote))
         }
         Err(error) => {
             if !is_connection_error(&error) {
@@ -124,7 +199,9 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The connection task enforces it from a head's first byte: hyper's own clock would
+        // also run during the idle wait between kept-alive requests.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_size);
     builder
         .http2()

@@ -1,16 +1,24 @@
-//! What the stack needs to know about a request body: whether it stalled (tower-http's
-//! `TimeoutBody` fired: the request ends with 408 and `Connection: close`, whatever the handler
-//! made of the read error), and whether it was read to its end. An HTTP/1.1 answer given before
-//! the body was read (a 413 from its `Content-Length`, a 415, any early refusal) carries
-//! `Connection: close`: the server will not read the rest, so the connection cannot be reused,
-//! and a client that pools connections must not send its next request into it.
+//! What the stack needs to know about a request body, and the request timeout that depends on
+//! it.
+//!
+//! - A body that stalls (tower-http's `TimeoutBody` fired) or arrives slower than the minimum
+//!   data rate after its grace period (Kestrel's `MinRequestBodyDataRate`) ends the request
+//!   with 408 and `Connection: close`, whatever the handler made of the read error: a slow
+//!   client pays for its own slowness and frees its concurrency slot.
+//! - The request timeout measures the service, not the client's upload: its clock restarts
+//!   when the body has been read, and it does not fire while the handler is still receiving a
+//!   body that keeps to the minimum rate. Past it, the answer is 503 (the server was slow).
+//! - An HTTP/1.1 answer given before the body was read (a 413 from its `Content-Length`, a
+//!   415, any early refusal) carries `Connection: close`: the server will not read the rest, so
+//!   the connection cannot be reused, and a client that pools connections must not send its
+//!   next request into it.
 
 use std::{
     future::Future,
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -25,36 +33,47 @@ use cutover_core::problem::Problem;
 use http::{HeaderValue, Request, StatusCode, Version, header};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
 use tower::{BoxError, Layer, Service};
 use tower_http::timeout::{TimeoutBody, TimeoutError};
+
+use crate::limits::MinDataRate;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyWatchLayer {
     pub(crate) read_timeout: Option<Duration>,
+    pub(crate) min_rate: Option<MinDataRate>,
+    pub(crate) request_timeout: Option<Duration>,
 }
 
 impl<S> Layer<S> for BodyWatchLayer {
     type Service = BodyWatch<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BodyWatch {
-            inner,
-            read_timeout: self.read_timeout,
-        }
+        BodyWatch { inner, limits: *self }
     }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct BodyWatch<S> {
     inner: S,
-    read_timeout: Option<Duration>,
+    limits: BodyWatchLayer,
 }
 
+/// How a request body went, as its reader saw it.
 #[derive(Debug, Default)]
 struct Seen {
+    /// Whether the handler polled it at least once (it is receiving, not ignoring it).
+    reading: AtomicBool,
+    /// Whether it was read to its end.
     finished: AtomicBool,
-    timed_out: AtomicBool,
+    /// Why the client's upload was cut, if it was (`CUT_*`).
+    cut: AtomicU8,
 }
+
+const CUT_NONE: u8 = 0;
+const CUT_STALLED: u8 = 1;
+const CUT_TOO_SLOW: u8 = 2;
 
 impl<S, B> Service<Request<Body>> for BodyWatch<S>
 where
@@ -72,30 +91,51 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let version = request.version();
+        let timeout = self.limits.request_timeout.map(|timeout| RequestTimeout {
+            timeout,
+            sleep: Box::pin(sleep_until(Instant::now() + timeout)),
+            body_done_at: None,
+        });
         // Requests without a body (most GETs) are passed through untouched.
         if http_body::Body::is_end_stream(request.body()) {
             return BodyWatchFuture {
                 inner: self.inner.call(request),
                 seen: None,
                 version,
+                timeout,
             };
         }
         let seen = Arc::new(Seen::default());
-        let timeout = self.read_timeout;
+        let BodyWatchLayer {
+            read_timeout, min_rate, ..
+        } = self.limits;
         let watched = Arc::clone(&seen);
         let request = request.map(move |body| {
-            let inner = match timeout {
+            let inner = match read_timeout {
                 Some(timeout) => Body::new(TimeoutBody::new(timeout, body)),
                 None => body,
             };
-            Body::new(WatchedBody { inner, seen: watched })
+            Body::new(WatchedBody {
+                inner,
+                seen: watched,
+                rate: min_rate.map(RateClock::new),
+            })
         });
         BodyWatchFuture {
             inner: self.inner.call(request),
             seen: Some(seen),
             version,
+            timeout,
         }
     }
+}
+
+/// The request timeout's clock.
+struct RequestTimeout {
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    /// When the body was seen read to its end: the clock restarted there.
+    body_done_at: Option<Instant>,
 }
 
 pin_project! {
@@ -104,6 +144,7 @@ pin_project! {
         inner: F,
         seen: Option<Arc<Seen>>,
         version: Version,
+        timeout: Option<RequestTimeout>,
     }
 }
 
@@ -117,14 +158,30 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = std::task::ready!(this.inner.poll(cx))?.map(Body::new);
+        let Poll::Ready(response) = this.inner.poll(cx) else {
+            if let Some(timeout) = this.timeout.as_mut()
+                && timed_out(timeout, this.seen.as_deref(), cx)
+            {
+                // An empty 503: the problem layer fills in "could not answer in time".
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                return Poll::Ready(Ok(response));
+            }
+            return Poll::Pending;
+        };
+        let response = response?.map(Body::new);
         let Some(seen) = this.seen.as_ref() else {
             return Poll::Ready(Ok(response));
         };
-        if seen.timed_out.load(Ordering::Relaxed) {
+        let detail = match seen.cut.load(Ordering::Relaxed) {
+            CUT_STALLED => Some("the request body stopped arriving; send it at once or not at all"),
+            CUT_TOO_SLOW => Some("the request body arrived too slowly; send it at once or not at all"),
+            _ => None,
+        };
+        if let Some(detail) = detail {
             let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
                 .with_type("urn:cutover:problem:body-read-timeout")
-                .with_detail("the request body stopped arriving; send it at once or not at all")
+                .with_detail(detail)
                 .into_response();
             close(&mut response, *this.version);
             return Poll::Ready(Ok(response));
@@ -137,6 +194,35 @@ where
     }
 }
 
+/// Whether the request timeout has run out for the service. The time a client spends sending
+/// its body is not counted: the clock restarts when the body has been read, and it waits while
+/// the handler is still receiving one (the body's own limits cut a client that is too slow).
+fn timed_out(timeout: &mut RequestTimeout, seen: Option<&Seen>, cx: &mut Context<'_>) -> bool {
+    loop {
+        if let Some(seen) = seen
+            && timeout.body_done_at.is_none()
+            && seen.finished.load(Ordering::Relaxed)
+        {
+            let now = Instant::now();
+            timeout.body_done_at = Some(now);
+            timeout.sleep.as_mut().reset(now + timeout.timeout);
+        }
+        if timeout.sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let receiving = seen.is_some_and(|seen| {
+            seen.reading.load(Ordering::Relaxed)
+                && !seen.finished.load(Ordering::Relaxed)
+                && seen.cut.load(Ordering::Relaxed) == CUT_NONE
+        });
+        if !receiving {
+            return true;
+        }
+        // Still receiving: look again one period later.
+        timeout.sleep.as_mut().reset(Instant::now() + timeout.timeout);
+    }
+}
+
 /// `Connection: close` on HTTP/1.x (HTTP/2 has no such header; its streams are independent).
 fn close(response: &mut Response, version: Version) {
     if version < Version::HTTP_2 {
@@ -146,12 +232,57 @@ fn close(response: &mut Response, version: Version) {
     }
 }
 
+/// The minimum data rate's clock for one body: started at its first read, armed while the
+/// handler waits for data.
+struct RateClock {
+    minimum: MinDataRate,
+    started: Option<Instant>,
+    received: u64,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl RateClock {
+    fn new(minimum: MinDataRate) -> Self {
+        Self {
+            minimum,
+            started: None,
+            received: 0,
+            sleep: None,
+        }
+    }
+
+    /// The moment the average rate since the first read falls below the minimum, given what
+    /// has arrived: never before the grace period ends.
+    fn deadline(&self, started: Instant) -> Instant {
+        let earned = Duration::from_secs_f64(self.received as f64 / self.minimum.bytes_per_second() as f64);
+        started + earned.max(self.minimum.grace_period())
+    }
+
+    /// Whether the client fell below the rate while the handler waited.
+    fn poll_too_slow(&mut self, cx: &mut Context<'_>) -> bool {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let deadline = self.deadline(started);
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+/// The error a too-slow body ends with (the handler sees it; the client gets the 408).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body arrived slower than {0} bytes per second")]
+struct TooSlow(u64);
+
 pin_project! {
-    /// A request body noting that it ended, or that its read timeout fired.
+    /// A request body noting that it ended, or that its read timeout fired, and cutting a
+    /// client that sends it too slowly.
     struct WatchedBody {
         #[pin]
         inner: Body,
         seen: Arc<Seen>,
+        rate: Option<RateClock>,
     }
 }
 
@@ -161,19 +292,36 @@ impl http_body::Body for WatchedBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.project();
+        this.seen.reading.store(true, Ordering::Relaxed);
+        if let Some(rate) = this.rate.as_mut() {
+            rate.started.get_or_insert_with(Instant::now);
+        }
         let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.seen.finished.store(true, Ordering::Relaxed),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(rate), Some(data)) = (this.rate.as_mut(), frame.data_ref()) {
+                    rate.received = rate.received.saturating_add(data.len() as u64);
+                }
+            }
             Poll::Ready(Some(Err(error))) => {
                 let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
                 while let Some(cause) = source {
                     if cause.is::<TimeoutError>() {
-                        this.seen.timed_out.store(true, Ordering::Relaxed);
+                        this.seen.cut.store(CUT_STALLED, Ordering::Relaxed);
                     }
                     source = cause.source();
                 }
             }
-            _ => {}
+            Poll::Pending => {
+                if let Some(rate) = this.rate.as_mut()
+                    && rate.poll_too_slow(cx)
+                {
+                    this.seen.cut.store(CUT_TOO_SLOW, Ordering::Relaxed);
+                    let minimum = rate.minimum.bytes_per_second();
+                    return Poll::Ready(Some(Err(axum::Error::new(TooSlow(minimum)))));
+                }
+            }
         }
         polled
     }

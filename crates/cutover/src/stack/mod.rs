@@ -18,14 +18,13 @@ use axum::{
 };
 use cutover_health::HealthRegistry;
 use cutover_shutdown::{DrainLayer, drain::DrainBody};
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, header};
 use tower::{ServiceBuilder, ServiceExt as _, util::BoxCloneSyncService};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -98,13 +97,10 @@ pub(crate) fn public(parts: Parts) -> App {
     } = parts;
     let application = ServiceBuilder::new()
         .layer(gate::ConcurrencyGateLayer::new(limits.max_concurrent_requests))
-        .option_layer(
-            limits
-                .request_timeout
-                .map(|timeout| TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
-        )
         .layer(body::BodyWatchLayer {
             read_timeout: limits.body_read_timeout,
+            min_rate: limits.min_body_data_rate,
+            request_timeout: limits.request_timeout,
         })
         .layer(RequestBodyLimitLayer::new(limits.max_body_size))
         .map_request(|request: Request<_>| request.map(Body::new))

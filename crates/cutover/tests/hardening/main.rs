@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod support;
+mod traffic;
 
 use std::time::{Duration, Instant};
 
@@ -266,8 +267,14 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         .header_read_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(10));
     let running = serve(app(), limits).await;
-    let first = RawConnection::open(running.address).await;
-    let _second = RawConnection::open(running.address).await;
+    // Two kept-alive connections that have each been answered: nobody may take their place.
+    let mut first = RawConnection::open(running.address).await;
+    let mut second = RawConnection::open(running.address).await;
+    for connection in [&mut first, &mut second] {
+        connection.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let head = connection.read_response_head().await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut third = RawConnection::open(running.address).await;
     third.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;

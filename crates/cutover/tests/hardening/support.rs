@@ -127,10 +127,22 @@ pub(crate) struct Http2 {
 
 impl Http2 {
     pub(crate) async fn connect(address: SocketAddr) -> Self {
+        Self::connect_pinging(address, None).await
+    }
+
+    /// A connection that sends a PING every `interval` while idle, as gRPC clients and some
+    /// proxies do to keep connections alive.
+    pub(crate) async fn connect_pinging(address: SocketAddr, interval: Option<Duration>) -> Self {
         let stream = TcpStream::connect(address).await.unwrap();
-        let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+        let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        builder.timer(hyper_util::rt::TokioTimer::new());
+        if let Some(interval) = interval {
+            builder
+                .keep_alive_interval(interval)
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true);
+        }
+        let (sender, connection) = builder.handshake(TokioIo::new(stream)).await.unwrap();
         let (done, closed) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _ = connection.await;
