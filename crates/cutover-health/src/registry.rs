@@ -177,7 +177,12 @@ pub struct Registration {
 
 impl Registration {
     /// Register `check` as `name`: critical unless the check says otherwise
-    /// ([`Check::critical_by_default`]), 2 s timeout, part of the readiness and startup probes.
+    /// ([`Check::critical_by_default`]), 2 s timeout, part of the readiness probe.
+    ///
+    /// Not part of the startup probe unless [`probes`](Self::probes) says so: a dependency
+    /// that is down when the process starts must not fail the startup probe, which would turn
+    /// an outage into a crash loop that outlasts it by the restart back-off. The instance
+    /// starts, answers 503 on readiness, and becomes ready when the dependency is back.
     pub fn new(name: impl Into<String>, check: impl Check) -> Self {
         let critical = check.critical_by_default();
         Self {
@@ -187,7 +192,7 @@ impl Registration {
                 critical,
                 timeout: DEFAULT_TIMEOUT,
                 readiness: true,
-                startup: true,
+                startup: false,
                 tags: Vec::new(),
             },
         }
@@ -210,8 +215,11 @@ impl Registration {
         self
     }
 
-    /// The probes this check takes part in (default: readiness and startup). An empty set
-    /// keeps the check in `/health` and its tag groups only.
+    /// The probes this check takes part in (default: readiness only). Add
+    /// [`Probe::Startup`] for a check that must pass once before the instance counts as
+    /// started (a warm cache, a local file it cannot run without), never for a dependency
+    /// that can be down while the instance waits for it. An empty set keeps the check in
+    /// `/health` and its tag groups only.
     pub fn probes(mut self, probes: impl IntoIterator<Item = Probe>) -> Self {
         let probes: Vec<Probe> = probes.into_iter().collect();
         self.entry.readiness = probes.contains(&Probe::Readiness);

@@ -506,3 +506,28 @@ async fn failing_checks_are_retried_on_the_shorter_failing_interval() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(script.runs(), 6);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_down_at_start_fails_readiness_not_startup() {
+    // The default: a check gates readiness only. An outage at start must not turn into a
+    // crash loop through the startup probe.
+    let (redis, script) = ScriptedCheck::new(Behavior::Fail("connection refused".into()));
+    let registry = HealthRegistry::builder().check("redis", redis).build().unwrap();
+    registry.mark_started();
+    registry.refresh().await;
+    assert!(
+        registry.startup().await.is_started(),
+        "{:?}",
+        registry.startup().await.reason()
+    );
+    let readiness = registry.readiness().await;
+    assert!(!readiness.is_ready());
+    assert_eq!(readiness.failed_checks(), ["redis"]);
+
+    script.heal();
+    registry.refresh().await;
+    assert!(
+        registry.readiness().await.is_ready(),
+        "ready once the dependency is back"
+    );
+}

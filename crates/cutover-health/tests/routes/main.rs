@@ -185,8 +185,12 @@ async fn startup_probe_latches_and_liveness_survives_draining() {
 
 #[tokio::test]
 async fn head_requests_get_the_status_without_a_body() {
+    // A startup check too, so that every probe but liveness fails.
     let registry = HealthRegistry::builder()
-        .check("db", StaticCheck::failing("down"))
+        .register(
+            Registration::new("db", StaticCheck::failing("down"))
+                .probes([cutover_health::Probe::Readiness, cutover_health::Probe::Startup]),
+        )
         .build()
         .unwrap();
     let app = started(&registry).await;
