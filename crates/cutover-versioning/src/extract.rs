@@ -213,9 +213,9 @@ impl ReadBody {
             let problem = Problem::new(rejection.status()).with_detail(rejection.body_text());
             VersionedJsonRejection(problem)
         })?;
-        let value = serde_json::from_slice(&bytes).map_err(|error| {
+        let value = crate::json::from_slice(&bytes).map_err(|error| {
             VersionedJsonRejection(
-                Problem::bad_request(error.to_string())
+                Problem::bad_request(crate::json::public_message(&error.to_string()))
                     .with_type("urn:cutover:problem:invalid-json")
                     .with_title("Invalid JSON"),
             )

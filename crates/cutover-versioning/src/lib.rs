@@ -51,6 +51,7 @@
 mod changes;
 #[cfg(feature = "axum")]
 mod extract;
+mod json;
 pub mod layer;
 mod negotiate;
 mod payload;

@@ -217,6 +217,39 @@ pub struct NewUser {
     pub profile: Option<Profile>,
     /// Preferences (old clients get `{}`).
     pub preferences: Value,
+    /// Server-set fields as the body gave them: a create may not set them, an update may
+    /// only repeat them unchanged (refused with 400 otherwise).
+    #[serde(default, flatten)]
+    read_only: ReadOnly,
+}
+
+/// The fields of a user that the server sets.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct ReadOnly {
+    id: Option<Value>,
+    created_at: Option<Value>,
+    updated_at: Option<Value>,
+}
+
+impl NewUser {
+    /// The server-set fields the body writes: any, or those that differ from `stored`.
+    fn read_only_fields(&self, stored: Option<&User>) -> Vec<&'static str> {
+        let stored = stored.and_then(|user| serde_json::to_value(user).ok());
+        let ReadOnly {
+            id,
+            created_at,
+            updated_at,
+        } = &self.read_only;
+        [("id", id), ("created_at", created_at), ("updated_at", updated_at)]
+            .into_iter()
+            .filter(|(field, written)| match (written, &stored) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(value), Some(stored)) => stored.get(field) != Some(value),
+            })
+            .map(|(field, _)| field)
+            .collect()
+    }
 }
 
 fn active_by_default() -> bool {
@@ -572,7 +605,7 @@ async fn create(
     headers: HeaderMap,
     VersionedJson(new): VersionedJson<NewUser>,
 ) -> Result<Response, ApiError> {
-    validate(&new)?;
+    validate(&new, None)?;
     let user = store.insert(new).await?;
     if let Some(events) = events {
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
@@ -592,18 +625,16 @@ async fn update(
     State(events): State<Option<Events>>,
     State(cache): State<Option<UserCache>>,
     headers: HeaderMap,
-    id: Result<Path<i64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
     update: VersionedUpdate<NewUser>,
 ) -> Result<Versioned<User>, ApiError> {
-    let Ok(Path(id)) = id else {
-        return Err(ApiError::NotFound("user ids are numbers".to_owned()));
-    };
+    let id = user_id(id)?;
     let stored = store
         .get(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
     let new = update.onto(&stored)?;
-    validate(&new)?;
+    validate(&new, Some(&stored))?;
     let user = store
         .update(id, new)
         .await?
@@ -620,12 +651,53 @@ async fn update(
     Ok(Versioned::ok(user))
 }
 
-fn validate(new: &NewUser) -> Result<(), ApiError> {
+/// A user id as the path spells it: decimal digits only (`+1`, ` 1`, `01e0` name no user), so
+/// one user has one URL.
+fn user_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+    let not_found = || ApiError::NotFound("user ids are positive whole numbers".to_owned());
+    let Ok(Path(id)) = id else {
+        return Err(not_found());
+    };
+    if id.is_empty() || !id.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(not_found());
+    }
+    id.parse().map_err(|_| not_found())
+}
+
+/// Characters a name must not hold: control characters (NUL, escapes, newlines) and the
+/// invisible formatting ones that make text display differently from what it is (bidi
+/// overrides and isolates, zero-width joiners).
+fn is_hostile(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
+
+/// Validate a create (`stored` is `None`) or an update of `stored`.
+fn validate(new: &NewUser, stored: Option<&User>) -> Result<(), ApiError> {
+    let written = new.read_only_fields(stored);
+    if !written.is_empty() {
+        let names: Vec<String> = written.iter().map(|field| format!("`{field}`")).collect();
+        let verb = if written.len() == 1 { "is" } else { "are" };
+        return Err(ApiError::BadRequest(format!(
+            "{} {verb} set by the server and cannot be written",
+            names.join(", ")
+        )));
+    }
     if new.username.trim().is_empty() {
         return Err(ApiError::Invalid("username must not be empty".to_owned()));
     }
+    for (field, value) in [("username", &new.username), ("email", &new.email)] {
+        if value.chars().any(is_hostile) {
+            return Err(ApiError::Invalid(format!(
+                "{field} must not contain control or invisible formatting characters"
+            )));
+        }
+    }
     if !new.email.contains('@') {
-        return Err(ApiError::Invalid(format!("`{}` is not an email address", new.email)));
+        return Err(ApiError::Invalid(format!(
+            "`{}` is not an email address",
+            short(&new.email)
+        )));
     }
     if !new.preferences.is_object() {
         return Err(ApiError::Invalid("preferences must be a JSON object".to_owned()));
@@ -644,6 +716,16 @@ fn validate(new: &NewUser) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A client's text cut to a short prefix for an error message.
+fn short(text: &str) -> String {
+    const ECHO: usize = 32;
+    let mut out: String = text.chars().take(ECHO).collect();
+    if text.chars().nth(ECHO).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Nesting depth of a JSON value: a scalar is 0, `{}` and `[]` are 1.
 fn depth(value: &Value) -> usize {
     match value {
@@ -656,11 +738,9 @@ fn depth(value: &Value) -> usize {
 async fn get_one(
     State(store): State<UserStore>,
     State(cache): State<Option<UserCache>>,
-    id: Result<Path<i64>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Versioned<User>, ApiError> {
-    let Ok(Path(id)) = id else {
-        return Err(ApiError::NotFound("user ids are numbers".to_owned()));
-    };
+    let id = user_id(id)?;
     if let Some(cache) = &cache
         && let Some(user) = cache.get(id).await
     {

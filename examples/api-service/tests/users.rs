@@ -397,6 +397,114 @@ async fn errors_are_problem_documents() {
     assert_eq!(twice("dup").await.unwrap().status(), StatusCode::CONFLICT);
 }
 
+#[tokio::test]
+async fn hostile_input_is_refused_precisely_and_echoed_briefly() {
+    let (service, client) = started().await;
+    let users = format!("{}/api/users", service.base);
+    let post_raw = |body: String| {
+        client
+            .post(&users)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let problem = |response: reqwest::Response| async move {
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap())
+    };
+
+    // Control characters and invisible bidi overrides in a name: 422.
+    for username in ["nul\u{0}byte", "admin\u{202E}nimda", "tab\tname", "zero\u{200B}width"] {
+        let body = json!({"username": username, "email": "x@example.com", "preferences": {}});
+        let (status, body) = problem(post_raw(body.to_string()).await.unwrap()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{username:?}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("username"), "{body}");
+    }
+
+    // A key given twice: the body says two things, 400.
+    let (status, body) = problem(
+        post_raw(r#"{"username":"a","username":"b","email":"a@example.com","preferences":{}}"#.to_owned())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("duplicate key `username`"),
+        "{body}"
+    );
+
+    // Errors name no Rust type and echo only a short prefix of what was sent.
+    let long = "y".repeat(5000);
+    for body in [
+        json!(format!("{long}")).to_string(),
+        json!({"username": 5, "email": "a@example.com", "preferences": {}}).to_string(),
+        json!({"username": "z", "email": long, "preferences": {}}).to_string(),
+    ] {
+        let (status, problem) = problem(post_raw(body).await.unwrap()).await;
+        assert!(status.is_client_error(), "{status}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(!detail.contains("struct") && !detail.contains("NewUser"), "{detail}");
+        assert!(detail.len() < 200, "{} bytes echoed: {detail}", detail.len());
+    }
+
+    // Server-set fields cannot be written.
+    let (status, body) = problem(
+        post_raw(
+            json!({"id": 7, "created_at": "2020-01-01", "username": "ro", "email": "ro@example.com", "preferences": {}})
+                .to_string(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["detail"],
+        "`id`, `created_at` are set by the server and cannot be written"
+    );
+    let created: Value = post_raw(json!({"username": "ro", "email": "ro@example.com", "preferences": {}}).to_string())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    // A PUT of what was read is accepted (the read-only fields repeated unchanged)...
+    let mut round_trip = created.clone();
+    round_trip["email"] = json!("ro2@example.com");
+    let put = client
+        .put(format!("{users}/{id}"))
+        .json(&round_trip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    // ...one that changes them is not.
+    round_trip["id"] = json!(id + 1000);
+    let (status, body) = problem(
+        client
+            .put(format!("{users}/{id}"))
+            .json(&round_trip)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["detail"], "`id` is set by the server and cannot be written");
+
+    // One user, one URL: `+1`, ` 1`, `01`-like spellings of an id name no user.
+    for path in ["+1", "%201", "1e0", "-1", "0x1", "99999999999999999999"] {
+        let response = client.get(format!("{users}/{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "/api/users/{path}");
+    }
+    assert_eq!(
+        client.get(format!("{users}/{id}")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_postgres_race_for_the_migrations_and_share_the_users() {
     let admin_url = cutover_tests::service_url("DATABASE_URL");

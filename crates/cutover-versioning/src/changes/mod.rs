@@ -73,7 +73,7 @@ pub enum TransformError {
 impl From<serde_json::Error> for TransformError {
     fn from(source: serde_json::Error) -> Self {
         Self::Json {
-            message: source.to_string(),
+            message: crate::json::public_message(&source.to_string()),
             source,
         }
     }
@@ -443,7 +443,7 @@ impl VersionChanges {
     /// Deserialize an upgraded body; errors name fields as the client's version does.
     fn deserialize<T: DeserializeOwned>(&self, plan: &Plan, body: Value, index: usize) -> Result<T, TransformError> {
         serde_json::from_value(body).map_err(|source| TransformError::Json {
-            message: self.in_vocabulary(plan, &source.to_string(), index),
+            message: self.in_vocabulary(plan, &crate::json::public_message(&source.to_string()), index),
             source,
         })
     }
