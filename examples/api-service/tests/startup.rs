@@ -200,6 +200,41 @@ async fn unreachable_dependencies_mean_not_ready_but_alive_until_they_return() {
     );
 }
 
+#[tokio::test]
+async fn a_dependency_down_from_the_start_gates_readiness_not_startup() {
+    // Redis unreachable from the first moment: the instance starts (its own work, the
+    // embedded database's migrations, is done), is not ready, and its container health check
+    // passes, so no orchestrator restarts it; Redis comes back and it becomes ready on its own.
+    let redis = service_url("REDIS_URL");
+    let redis_proxy = FaultProxy::start(&host_port(&redis, 6379)).await;
+    redis_proxy.cut();
+    let service = Service::start(&[
+        ("REDIS_URL", retarget(&redis, redis_proxy.address())),
+        ("HEALTH_CHECK_INTERVAL", "1s".to_owned()),
+    ]);
+    let started = service
+        .wait_until("/health/startup", 200, Duration::from_secs(20))
+        .await;
+    assert_eq!(started["status"], "started", "{started}");
+    let not_ready = service.wait_until("/health/ready", 503, Duration::from_secs(5)).await;
+    assert_eq!(not_ready["failed_checks"], serde_json::json!(["redis"]), "{not_ready}");
+    let port = service.base.rsplit(':').next().unwrap().to_owned();
+    let healthcheck = Command::new(env!("CARGO_BIN_EXE_api-service"))
+        .env_clear()
+        .args(["--port", &port, "healthcheck"])
+        .output()
+        .unwrap();
+    assert!(
+        healthcheck.status.success(),
+        "the container health check fails while Redis is down: {}",
+        String::from_utf8_lossy(&healthcheck.stderr)
+    );
+
+    redis_proxy.restore();
+    let ready = service.wait_until("/health/ready", 200, Duration::from_secs(10)).await;
+    assert_eq!(ready["checks"]["redis"], "healthy", "{ready}");
+}
+
 #[test]
 fn malformed_configuration_is_refused_without_leaking_secrets() {
     let run = |envs: &[(&str, &str)]| {
