@@ -45,6 +45,22 @@ const NO_TABLE: &[&str] = &["42P01"];
 /// The table, created by the first instance (two at once: one wins, the other's duplicate
 /// type error is ignored), and the day-old leftovers of killed instances removed.
 async fn create(pool: &PgPool) -> Result<(), MigrateError> {
+    // Asked first: `IF NOT EXISTS` on an existing table makes PostgreSQL send a NOTICE that
+    // drivers log, at every start of every instance.
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(INSTANCES_TABLE)
+        .fetch_one(pool)
+        .await
+        .map_err(MigrateError::db("cannot look for the instance registry"))?;
+    if exists {
+        return sqlx::raw_sql(AssertSqlSafe(format!(
+            "DELETE FROM {INSTANCES_TABLE} WHERE expires_at < clock_timestamp() - interval '1 day'"
+        )))
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(MigrateError::db("cannot clean the instance registry"));
+    }
     let created = sqlx::raw_sql(AssertSqlSafe(format!(
         "CREATE TABLE IF NOT EXISTS {INSTANCES_TABLE} (
             instance_id text PRIMARY KEY,

@@ -190,7 +190,53 @@ impl<'c> Pg<'c> {
     }
 
     pub(crate) async fn ensure_ledger(&mut self) -> Result<(), MigrateError> {
-        // One batch, one transaction: a fresh database commits its ledger once.
+        // Each statement runs only where it has work to do: `IF NOT EXISTS` on what exists
+        // makes PostgreSQL send a NOTICE ("already exists, skipping"), which drivers log, on
+        // every run. `IF NOT EXISTS` stays for two first runs at once.
+        let existed = self.table_exists(LEDGER_TABLE).await?;
+        let schema_existed = self.table_exists(LEDGER_SCHEMA_TABLE).await?;
+        if !schema_existed && existed {
+            self.work
+                .execute(AssertSqlSafe(format!(
+                    "CREATE TABLE IF NOT EXISTS {LEDGER_SCHEMA_TABLE} (schema bigint NOT NULL)"
+                )))
+                .await
+                .map_err(MigrateError::db("cannot create the ledger table"))?;
+        }
+        if !existed {
+            self.create_ledger().await?;
+        }
+        let found: Option<i64> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(schema) FROM {LEDGER_SCHEMA_TABLE}")))
+                .fetch_one(&mut *self.work)
+                .await
+                .map_err(MigrateError::db("cannot read the ledger's schema"))?;
+        let mut upgrade = String::new();
+        if existed {
+            // A ledger made by an older release: the columns it lacks. (A ledger made just
+            // now has them all.)
+            for step in check_schema(found)? {
+                upgrade.push_str(&format!(
+                    "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS {} text;\n",
+                    step.column
+                ));
+            }
+        }
+        if found != Some(LEDGER_SCHEMA) {
+            upgrade.push_str(&format!(
+                "DELETE FROM {LEDGER_SCHEMA_TABLE};\nINSERT INTO {LEDGER_SCHEMA_TABLE} VALUES ({LEDGER_SCHEMA})"
+            ));
+            self.work
+                .execute(AssertSqlSafe(upgrade))
+                .await
+                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
+            tracing::info!(from = found.unwrap_or(1), to = LEDGER_SCHEMA, "ledger schema recorded");
+        }
+        Ok(())
+    }
+
+    /// The ledger and its schema table, in one batch: a fresh database commits them once.
+    async fn create_ledger(&mut self) -> Result<(), MigrateError> {
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
                 version bigint PRIMARY KEY,
@@ -221,28 +267,6 @@ impl<'c> Pg<'c> {
             .execute(AssertSqlSafe(sql))
             .await
             .map_err(MigrateError::db("cannot create the ledger table"))?;
-        let found: Option<i64> =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(schema) FROM {LEDGER_SCHEMA_TABLE}")))
-                .fetch_one(&mut *self.work)
-                .await
-                .map_err(MigrateError::db("cannot read the ledger's schema"))?;
-        let mut upgrade = String::new();
-        for step in check_schema(found)? {
-            upgrade.push_str(&format!(
-                "ALTER TABLE {LEDGER_TABLE} ADD COLUMN IF NOT EXISTS {} text;\n",
-                step.column
-            ));
-        }
-        if found != Some(LEDGER_SCHEMA) {
-            upgrade.push_str(&format!(
-                "DELETE FROM {LEDGER_SCHEMA_TABLE};\nINSERT INTO {LEDGER_SCHEMA_TABLE} VALUES ({LEDGER_SCHEMA})"
-            ));
-            self.work
-                .execute(AssertSqlSafe(upgrade))
-                .await
-                .map_err(MigrateError::db("cannot upgrade the ledger table"))?;
-            tracing::info!(from = found.unwrap_or(1), to = LEDGER_SCHEMA, "ledger schema recorded");
-        }
         Ok(())
     }
 

@@ -726,6 +726,24 @@ async fn a_ledger_from_before_down_checksums_is_read_and_upgraded() {
 }
 
 #[tokio::test]
+async fn the_ledger_is_made_and_reused_without_a_notice_from_the_server() {
+    // PostgreSQL answers `IF NOT EXISTS` on what exists with a NOTICE, which sqlx logs at
+    // INFO: a fresh database's first run, and every run after it, must not cause one.
+    let fixture = Fixture::new().await;
+    fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
+    for run in ["first", "second"] {
+        let output = fixture.command(&["up"]).env("RUST_LOG", "info").output().unwrap();
+        assert_success(&output);
+        let text = output_text(&output);
+        assert!(
+            !text.contains("skipping") && !text.contains("already exists"),
+            "{run} run logged a server notice:\n{text}"
+        );
+    }
+    fixture.drop_database().await;
+}
+
+#[tokio::test]
 async fn backups_are_private_and_pg_dump_never_sees_the_password() {
     let fixture = Fixture::new().await;
     fixture.write("0001_create.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY);");
