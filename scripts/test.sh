@@ -25,6 +25,8 @@ step "cutover-migrate with one backend alone (a MongoDB-only build has no sqlx, 
 for backend in postgres sqlite mongodb; do
     cargo clippy -p cutover-migrate --lib --no-default-features --features "$backend" --locked -- -D warnings
 done
+step "feature sets: the README's dependency lines in a crate of their own, and each facade feature alone"
+scripts/check-features.sh
 step "deployment files (hadolint, kubernetes-validate, docker-compose, nginx, haproxy, actionlint)"
 scripts/validate-deploy.sh
 step "cargo test (all features, real services)"

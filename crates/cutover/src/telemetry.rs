@@ -214,10 +214,12 @@ impl Telemetry {
                 .boxed()
         };
         #[cfg(feature = "otel")]
-        let endpoint = self.otlp_endpoint.clone().or_else(crate::otel::endpoint_from_env);
-        let (traces, provider) = match crate::otel::exporter(endpoint, &self.service, self.version.as_deref())? {
-            Some((layer, provider)) => (Some(layer), Some(provider)),
-            None => (None, None),
+        let (traces, provider) = {
+            let endpoint = self.otlp_endpoint.clone().or_else(crate::otel::endpoint_from_env);
+            match crate::otel::exporter(endpoint, &self.service, self.version.as_deref())? {
+                Some((layer, provider)) => (Some(layer), Some(provider)),
+                None => (None, None),
+            }
         };
         #[cfg(not(feature = "otel"))]
         let traces: Option<tracing_subscriber::layer::Identity> = None;
