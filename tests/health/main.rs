@@ -130,6 +130,43 @@ async fn postgres_check_on_a_default_pool_reports_the_real_cause() {
 }
 
 #[tokio::test]
+async fn postgres_check_tells_a_database_that_is_down_from_a_saturated_pool() {
+    // Down from the start, with another part of the application (the instance registry, a
+    // request) already waiting on the pool: its pending attempt counts toward the pool's
+    // size, and must not be mistaken for a saturated pool.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = retarget(&service_url("DATABASE_URL"), closed);
+    let pool = PgPoolOptions::new().max_connections(1).connect_lazy(&url).unwrap();
+    let waiting = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.acquire().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let registry = registry_with("postgres", PostgresCheck::new(pool));
+    let error = assert_fails_within_timeout(&registry, "postgres").await;
+    assert!(error.starts_with("cannot connect: "), "{error}");
+    assert!(error.to_lowercase().contains("connection refused"), "{error}");
+    waiting.abort();
+
+    // Up, with its one connection held by someone else: saturated, and said so.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&service_url("DATABASE_URL"))
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let registry = registry_with("postgres", PostgresCheck::new(pool));
+    let error = assert_fails_within_timeout(&registry, "postgres").await;
+    assert!(error.contains("the pool is saturated"), "{error}");
+    assert!(error.contains("size 1, idle 0"), "{error}");
+    drop(held);
+}
+
+#[tokio::test]
 async fn postgres_probes_leave_no_connection_behind() {
     let url = service_url("DATABASE_URL");
     let application = unique("cutover_leak");
@@ -265,6 +302,29 @@ async fn redis_check_fails_when_the_server_is_stopped_and_recovers_when_it_resta
 
     server.start_again().await;
     assert_recovers(&registry, "redis", Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn a_lazy_redis_check_starts_with_redis_down_and_names_the_real_cause() {
+    // Built with nothing listening, as a service starting during an outage: no connection is
+    // needed to build it, and the failure says why (refused), not that it timed out. Then a
+    // server appears on that port and the same check passes.
+    let mut server = RedisServer::start().await;
+    server.stop();
+    let client = redis::Client::open(server.url()).unwrap();
+    let check = RedisCheck::lazy(client).unwrap();
+    let registry = registry_with("redis", check.clone());
+    let error = assert_fails_within_timeout(&registry, "redis").await;
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+    assert!(!error.contains("timed out"), "{error}");
+
+    server.start_again().await;
+    assert_recovers(&registry, "redis", Duration::from_secs(10)).await;
+    // The application shares the check's connection.
+    let mut shared = check.manager();
+    let pong: String = redis::cmd("PING").query_async(&mut shared).await.unwrap();
+    assert_eq!(pong, "PONG");
+    drop(server);
 }
 
 async fn redis_pings(url: &str) -> u64 {

@@ -72,17 +72,29 @@
 //! - Results older than three intervals count as failed, so a stopped scheduler cannot leave
 //!   a stale "healthy" behind.
 //!
+//! # Drivers and their versions
+//!
+//! The built-in checks take the application's own clients, so the application must use the
+//! same major versions of the drivers: sqlx 0.9, redis 1, mongodb 3, lapin 4 and reqwest
+//! 0.13. Each is re-exported under its feature (`cutover_health::sqlx`, `::redis`,
+//! `::mongodb`, `::lapin`, `::reqwest`); use those paths, or depend on the same versions.
+//!
+//! Every check can be built without a live connection, so a service starts while a
+//! dependency is down and becomes ready when it answers: `PgPoolOptions::connect_lazy`,
+//! [`checks::RedisCheck::lazy`], `mongodb::Client::with_options` (connects on first use), and
+//! [`checks::RabbitMqCheck::reconnecting`].
+//!
 //! # Feature flags
 //!
 //! | feature | enables |
 //! | --- | --- |
 //! | `axum` (default) | [`HealthRegistry::router`]: the probe routes |
-//! | `postgres` | [`checks::PostgresCheck`] |
-//! | `sqlite` | [`checks::SqliteCheck`] |
-//! | `mongodb` | [`checks::MongoCheck`] |
-//! | `redis` | [`checks::RedisCheck`] |
-//! | `rabbitmq` | [`checks::RabbitMqCheck`] |
-//! | `http` | [`checks::HttpCheck`] |
+//! | `postgres` | [`checks::PostgresCheck`], and `cutover_health::sqlx` |
+//! | `sqlite` | [`checks::SqliteCheck`], and `cutover_health::sqlx` |
+//! | `mongodb` | [`checks::MongoCheck`], and `cutover_health::mongodb` |
+//! | `redis` | [`checks::RedisCheck`], and `cutover_health::redis` |
+//! | `rabbitmq` | [`checks::RabbitMqCheck`], and `cutover_health::lapin` |
+//! | `http` | [`checks::HttpCheck`], and `cutover_health::reqwest` |
 //! | `memory` | [`checks::MemoryCheck`] (cgroup aware) |
 //! | `disk` | [`checks::DiskCheck`] |
 //! | `metrics` | check status and duration through the [`metrics`](https://docs.rs/metrics) facade |
@@ -104,6 +116,18 @@ mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+// The driver crates the built-in checks take, at the versions they were built against: a
+// service that uses these paths never has two versions of a driver whose types do not mix.
+#[cfg(feature = "rabbitmq")]
+pub use ::lapin;
+#[cfg(feature = "mongodb")]
+pub use ::mongodb;
+#[cfg(feature = "redis")]
+pub use ::redis;
+#[cfg(feature = "http")]
+pub use ::reqwest;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use ::sqlx;
 pub use check::{BoxError, Check, CheckContext, CheckFn, CheckResult, Outcome, check_fn};
 #[doc(no_inline)]
 pub use cutover_core::{Lifecycle, Phase};

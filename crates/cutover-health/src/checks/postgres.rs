@@ -13,11 +13,12 @@ use crate::{Check, CheckContext, CheckResult};
 /// **The real cause, not a timeout.** A sqlx pool retries a refused connection until its own
 /// acquire timeout (30 s by default), far beyond the check's: left alone, a database that is
 /// down would only ever be reported as `timed out after 2s`. So the check waits for the pool
-/// for half of its time, and when the pool has handed out nothing and holds no connection at
-/// all, it spends the other half on one direct connection attempt with the pool's own options,
-/// and reports what that says (`connection refused`, a DNS failure, an authentication error).
-/// That attempt happens at most once per round, only while the pool is empty, and the
-/// connection is closed at once if it succeeds.
+/// for half of its time, and when the pool has handed out nothing, it spends the other half on
+/// one direct connection attempt with the pool's own options, and reports what that says
+/// (`connection refused`, a DNS failure, an authentication error) whatever the pool's size
+/// (its size counts attempts still in progress). If the attempt succeeds, the pool is
+/// saturated, and the report says so. That attempt happens at most once per round, only when
+/// the pool handed out nothing in time, and the connection is closed at once.
 #[derive(Debug, Clone)]
 pub struct PostgresCheck {
     pool: PgPool,
@@ -53,18 +54,23 @@ impl PostgresCheck {
     /// Why the pool handed out no connection in `waited`.
     async fn why_no_connection(&self, waited: Duration, ctx: &CheckContext) -> String {
         let waited = humantime::format_duration(waited);
-        let (size, idle) = (self.pool.size(), self.pool.num_idle());
-        if size > 0 {
-            return format!(
-                "no free connection in the pool within {waited} (size {size}, idle {idle}): the pool is saturated"
-            );
-        }
+        // The pool's size counts connections still being opened (another task's attempt
+        // against a database that is down), so it cannot tell a saturated pool from an
+        // unreachable database: one direct attempt can.
         let options = self.pool.connect_options();
-        match tokio::time::timeout(ctx.remaining(), options.connect()).await {
+        let attempt = tokio::time::timeout(ctx.remaining(), options.connect()).await;
+        let (size, idle) = (self.pool.size(), self.pool.num_idle());
+        match attempt {
             Ok(Err(error)) => format!("cannot connect: {error}"),
             Ok(Ok(connection)) => {
                 let _ = connection.close().await;
-                format!("the pool opened no connection within {waited}, although the database accepts connections")
+                if size > 0 {
+                    format!(
+                        "no free connection in the pool within {waited} (size {size}, idle {idle}): the pool is saturated"
+                    )
+                } else {
+                    format!("the pool opened no connection within {waited}, although the database accepts connections")
+                }
             }
             Err(_) => format!("cannot connect: no answer within the check's timeout (the pool waited {waited})"),
         }
