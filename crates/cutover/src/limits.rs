@@ -19,14 +19,13 @@
 //! client < proxy < service, so the side that closes is never the side that was just sent
 //! a request:
 //!
-//! | in front | its idle timeout for upstream connections | service's `HTTP_IDLE_TIMEOUT` |
+//! | in front | how it closes idle upstream connections | service's `HTTP_IDLE_TIMEOUT` |
 //! | --- | --- | --- |
-//! | nginx (`upstream { keepalive ...; keepalive_timeout 60s; }`) | 60 s (the shipped config) | 75 s (default) |
-//! | HAProxy (`timeout server`, `http-reuse`) | 30 s (the shipped config's `timeout http-keep-alive`) | 75 s (default) |
+//! | nginx (`upstream { keepalive 32; keepalive_timeout 60s; }`, the shipped config) | after 60 s | 75 s (default) |
+//! | HAProxy (`http-reuse safe`, `pool-purge-delay 5s`, the shipped config) | unused ones purged after 5 s | 75 s (default) |
 //! | Traefik (`serversTransport.forwardingTimeouts.idleConnTimeout`) | 90 s by default: the shipped config sets 60 s | 75 s (default) |
-//! | AWS Application Load Balancer | 60 s (configurable) | above it: 75 s, or more if raised |
-//! | Google Cloud external Application Load Balancer | 600 s (fixed) | `620s` |
-//! | Azure Application Gateway | 120 s | `130s` |
+//! | AWS Application Load Balancer | 60 s by default (configurable) | 75 s, or above it if raised |
+//! | Google Cloud external Application Load Balancer | 600 s | `620s` |
 //!
 //! Durations read from the environment accept `10s`, `500ms`, `1m 30s`, or a bare number of
 //! seconds; sizes accept `1048576`, `64k`/`64KiB`, `1m`/`1MiB` (binary units). `0` switches a
