@@ -107,6 +107,22 @@ pub use cutover_core::problem::Problem;
 pub use cutover_core::{Lifecycle, Phase, PhaseWatch};
 #[cfg(feature = "serve")]
 pub use limits::{Limits, LimitsError, MinDataRate};
+
+/// Whether request spans are exported over OpenTelemetry: set once `telemetry` installs an
+/// exporter. Only then do request spans carry the late fields (status, route, latency) and the
+/// `otel.*` attributes; without it, a JSON log layer would re-parse and re-write the span's
+/// fields on every request for nobody.
+static TRACES_EXPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
+pub(crate) fn traces_exported() -> bool {
+    TRACES_EXPORTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(feature = "otel")]
+pub(crate) fn set_traces_exported() {
+    TRACES_EXPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 #[cfg(feature = "serve")]
 pub use service::{SERVICE_VERSION_HEADER, ServeError, Service, ServiceBuilder};
 #[cfg(feature = "serve")]

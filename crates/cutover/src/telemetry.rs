@@ -217,7 +217,10 @@ impl Telemetry {
         let (traces, provider) = {
             let endpoint = self.otlp_endpoint.clone().or_else(crate::otel::endpoint_from_env);
             match crate::otel::exporter(endpoint, &self.service, self.version.as_deref())? {
-                Some((layer, provider)) => (Some(layer), Some(provider)),
+                Some((layer, provider)) => {
+                    crate::set_traces_exported();
+                    (Some(layer), Some(provider))
+                }
                 None => (None, None),
             }
         };

@@ -164,10 +164,12 @@ where
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(trace::MakeRequestSpan {
-                    service_version: version_label,
+                    service_version: Arc::clone(&version_label),
                 })
                 .on_request(())
-                .on_response(trace::OnRequestEnd)
+                .on_response(trace::OnRequestEnd {
+                    service_version: version_label,
+                })
                 .on_failure(()),
         )
         .service(inner)
