@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmarks: percentiles and a uniform report line.
 
 pub mod throughput;
+pub mod tower_http_stack;
 pub mod users;
 
 use std::time::Duration;

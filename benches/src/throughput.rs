@@ -8,6 +8,19 @@ use std::{
 
 use crate::{free_port, wait_for_listener};
 
+/// `program`, run on CPU `cpu` alone when `taskset` is there and the machine has that CPU.
+fn pinned(cpu: usize, program: &str) -> Command {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let taskset = std::path::Path::new("/usr/bin/taskset");
+    if cpus > cpu && cpus >= 2 && taskset.exists() {
+        let mut command = Command::new(taskset);
+        command.args(["-c", &cpu.to_string(), program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
 /// A `bench-server` process, killed on drop.
 #[derive(Debug)]
 pub struct Server(pub Child);
@@ -19,7 +32,9 @@ impl Server {
     ///
     /// If it cannot be started or does not listen within 10 s.
     pub fn start(binary: &str, mode: &str, port: u16) -> Self {
-        let child = Command::new(binary)
+        // The server on the second core and wrk on the first (see `wrk`): on two cores, which
+        // core each lands on otherwise changes the result by 10-20 % from run to run.
+        let child = pinned(1, binary)
             .args([mode, &port.to_string(), "1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -56,7 +71,7 @@ pub fn cpu_ticks(pid: u32) -> u64 {
 ///
 /// If wrk is missing, fails, or reports non-2xx responses.
 pub fn wrk(url: &str, seconds: u32) -> (f64, f64) {
-    let output = Command::new("wrk")
+    let output = pinned(0, "wrk")
         .args(["-t1", "-c32", &format!("-d{seconds}s"), url])
         .output()
         .unwrap_or_else(|error| panic!("cannot run wrk ({error}); install it with `apt-get install wrk`"));

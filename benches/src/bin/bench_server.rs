@@ -7,7 +7,8 @@
 //! `service-full` is `cutover::Service` with everything a service gets by default (limits,
 //! request ids, trace spans, panics caught, drain) plus Prometheus request metrics and the
 //! version layer; `service-full-logging` adds a JSON log subscriber at INFO (one access line
-//! per request, written to stdout).
+//! per request, written to stdout). `tower-http` and `tower-http-logging` are the baseline a
+//! team would assemble by hand with the same duties (`cutover_benches::tower_http_stack`).
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -126,6 +127,18 @@ fn main() -> ExitCode {
                     .await;
                 exit_with(served)
             }
+            "tower-http" | "tower-http-logging" => {
+                // The baseline: the same duties assembled by hand from tower-http and
+                // `metrics`, with the same log subscriber.
+                if mode == "tower-http-logging" {
+                    tracing_subscriber::fmt().json().with_max_level(tracing::Level::INFO).init();
+                }
+                raise_file_limit();
+                let app = cutover_benches::tower_http_stack::app(router());
+                let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
+                axum::serve(listener, app).await.expect("serve");
+                ExitCode::SUCCESS
+            }
             "cutover" => {
                 let health = HealthRegistry::builder().build().expect("registry");
                 let config = ShutdownConfig::from_env().expect("SHUTDOWN_* variables");
@@ -139,7 +152,7 @@ fn main() -> ExitCode {
             }
             other => {
                 eprintln!(
-                    "usage: bench-server <bare|cutover|service-full|service-full-logging|plain-user|versioned-user> <port> [workers], not {other:?}"
+                    "usage: bench-server <bare|cutover|service-full|service-full-logging|tower-http|tower-http-logging|plain-user|versioned-user> <port> [workers], not {other:?}"
                 );
                 ExitCode::from(2)
             }
