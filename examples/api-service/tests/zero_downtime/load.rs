@@ -86,27 +86,34 @@ impl Load {
                     let client = client.build().expect("client");
                     let mut tally = Tally::default();
                     while !stop.load(Ordering::Relaxed) {
-                        let request = match kind {
-                            Kind::Get { canary } => {
-                                let request = client.get(format!("{base}/"));
-                                if canary {
-                                    request.header("x-canary", "true")
-                                } else {
-                                    request
-                                }
-                            }
-                            Kind::Post => {
-                                let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
-                                let user = format!("load{}-{n}", std::process::id());
-                                client
-                                    .post(format!("{base}/api/users"))
-                                    .header("content-type", "application/json")
-                                    .body(format!(
-                                        r#"{{"username":"{user}","email":"{user}@example.com","preferences":{{}}}}"#
-                                    ))
-                            }
-                        };
-                        record(&mut tally, send(request).await);
+                        record(&mut tally, send(request(&client, &base, kind)).await);
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    /// `clients` clients sending `kind` to `base` over pooled keep-alive connections, each
+    /// waiting `gap` ± `jitter` (uniformly) after every answer: low-rate clients whose idle
+    /// gaps straddle a timeout, as a proxy's pooled upstream connections see them.
+    pub(crate) fn paced(base: &str, clients: usize, kind: Kind, gap: Duration, jitter: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, base) = (Arc::clone(&stop), base.to_owned());
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .pool_idle_timeout(Duration::from_secs(90))
+                        .build()
+                        .expect("client");
+                    let mut tally = Tally::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        record(&mut tally, send(request(&client, &base, kind)).await);
+                        let spread = jitter.as_secs_f64() * (2.0 * fastrand::f64() - 1.0);
+                        tokio::time::sleep(Duration::from_secs_f64((gap.as_secs_f64() + spread).max(0.0))).await;
                     }
                     tally
                 })
@@ -122,6 +129,30 @@ impl Load {
             tally.merge(task.await.expect("load task"));
         }
         tally
+    }
+}
+
+/// The next request of `kind`.
+fn request(client: &reqwest::Client, base: &str, kind: Kind) -> reqwest::RequestBuilder {
+    match kind {
+        Kind::Get { canary } => {
+            let request = client.get(format!("{base}/"));
+            if canary {
+                request.header("x-canary", "true")
+            } else {
+                request
+            }
+        }
+        Kind::Post => {
+            let n = NEXT_USER.fetch_add(1, Ordering::Relaxed);
+            let user = format!("load{}-{n}", std::process::id());
+            client
+                .post(format!("{base}/api/users"))
+                .header("content-type", "application/json")
+                .body(format!(
+                    r#"{{"username":"{user}","email":"{user}@example.com","preferences":{{}}}}"#
+                ))
+        }
     }
 }
 

@@ -24,8 +24,13 @@
 //! 14. `canary/promote.sh` promotes a good canary 10 → 50 → 100 % on Prometheus' verdicts.
 //! 15. `promote.sh` rolls back a canary that fails 20 % of its requests.
 //! 16. Negative control: scenario 13 without the weighted service's `healthCheck: {}`.
+//! 17. Pooled keep-alive at both hops through nginx, POSTs from low-rate clients whose gaps
+//!     straddle the service's header timeout: never a closed pooled connection.
+//! 18. The same through HAProxy (retries off).
+//! 19. Negative control: the service's idle timeout below nginx's pool timeout must show the
+//!     keep-alive race (502s on POSTs).
 //!
-//! Scenarios 1–7 and 9–15 run three times each and must pass every time. At the end no process
+//! Scenarios 1–7, 9–15, 17 and 18 run three times each and must pass every time. At the end no process
 //! started for a scenario may still be alive. Prints a table and `N passed, N failed`; exits
 //! non-zero if anything failed.
 //!
@@ -275,6 +280,80 @@ async fn negative_control(dir: PathBuf) -> Run {
     Ok(Outcome {
         tally,
         note: format!("drain 0, retries 0: {failures} failures expected > 0"),
+        passed: failures > 0,
+    })
+}
+
+/// Pooled keep-alive connections at both hops, with low-rate POST clients whose idle gaps
+/// straddle a timeout of the service: `PACED_CLIENTS` clients waiting `PACE` ± `PACE_JITTER`
+/// after each answer, for `PACED_FOR`. Timeouts are scaled down (200 ms for 10 s or 75 s) so
+/// that hundreds of reuses land within a few milliseconds of the timeout in seconds.
+const PACED_CLIENTS: usize = 8;
+const PACE: Duration = Duration::from_millis(200);
+const PACE_JITTER: Duration = Duration::from_millis(3);
+const PACED_FOR: Duration = Duration::from_secs(10);
+
+/// `instance_env` for one instance behind the shipped nginx (its upstream pool: `keepalive 32`,
+/// idle ones closed after 60 s), paced POSTs through it.
+async fn paced_behind_nginx(dir: &Path, instance_env: &[(&str, &str)], paced_for: Duration) -> Result<Tally, String> {
+    let mut instance = Instance::start(dir, free_port(), V1, GOOD, instance_env);
+    if !instance.wait_ready(Duration::from_secs(15)).await {
+        return Err(format!("never became ready:\n{}", instance.log_tail()));
+    }
+    let nginx = Nginx::start(dir, &[Server::one(instance.port)]).await;
+    let load = Load::paced(&nginx.url(), PACED_CLIENTS, Kind::Post, PACE, PACE_JITTER);
+    tokio::time::sleep(paced_for).await;
+    let tally = load.stop().await;
+    drain(instance, GOOD).await?;
+    Ok(tally)
+}
+
+/// Through nginx: the header read timeout (200 ms here, 10 s by default) never closes a
+/// kept-alive connection between requests, so nginx's pooled connections are never closed
+/// under it, whatever the gap. (Before 0.2 it did, and a POST reusing one got a 502.)
+async fn pooled_across_the_header_timeout(dir: PathBuf) -> Run {
+    let tally = paced_behind_nginx(&dir, &[("HTTP_HEADER_READ_TIMEOUT", "200ms")], PACED_FOR).await?;
+    Ok(clean(tally, "POSTs every 200 ± 3 ms, header timeout 200 ms".to_owned()))
+}
+
+/// The same through the shipped HAProxy file (`http-reuse safe`, pool purged after 5 s).
+async fn pooled_across_the_header_timeout_haproxy(dir: PathBuf) -> Run {
+    let env = [("HTTP_HEADER_READ_TIMEOUT", "200ms")];
+    let ports = [free_port(), free_port(), free_port()];
+    let mut instances = Vec::new();
+    for port in ports {
+        let mut instance = Instance::start(&dir, port, V1, HAPROXY, &env);
+        if !instance.wait_ready(Duration::from_secs(15)).await {
+            return Err(format!("never became ready:\n{}", instance.log_tail()));
+        }
+        instances.push(instance);
+    }
+    // Without retries, so a reset on a reused connection is seen, not hidden.
+    let haproxy = Haproxy::start(&dir, &ports, &[("HAPROXY_RETRIES", "0")]).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await; // two passing checks each
+    let load = Load::paced(&haproxy.url(), PACED_CLIENTS, Kind::Post, PACE, PACE_JITTER);
+    tokio::time::sleep(PACED_FOR).await;
+    let tally = load.stop().await;
+    for instance in instances {
+        drain(instance, HAPROXY).await?;
+    }
+    Ok(clean(
+        tally,
+        "POSTs every 200 ± 3 ms, header timeout 200 ms, retries 0".to_owned(),
+    ))
+}
+
+/// Negative control: the service's idle timeout (200 ms) below nginx's pool timeout (60 s).
+/// The service closes pooled connections nginx is about to reuse: some POSTs must get a 502,
+/// or the harness cannot see the keep-alive race it guards against.
+async fn keep_alive_race(dir: PathBuf) -> Run {
+    // Twice as long as the others: about 1 reuse in 80 hits the race on loopback, and a
+    // control that sees none by chance would prove nothing.
+    let tally = paced_behind_nginx(&dir, &[("HTTP_IDLE_TIMEOUT", "200ms")], 2 * PACED_FOR).await?;
+    let failures = tally.failures();
+    Ok(Outcome {
+        tally,
+        note: format!("idle 200 ms < nginx 60 s: {failures} failures expected > 0"),
         passed: failures > 0,
     })
 }
@@ -881,7 +960,34 @@ async fn main() -> ExitCode {
         )
         .await,
     );
+    rows.extend(
+        run_scenario(
+            "17 pooled POSTs across header timeout (nginx)",
+            3,
+            &root,
+            pooled_across_the_header_timeout,
+        )
+        .await,
+    );
+    rows.extend(
+        run_scenario(
+            "18 pooled POSTs across header timeout (HAProxy)",
+            3,
+            &root,
+            pooled_across_the_header_timeout_haproxy,
+        )
+        .await,
+    );
     rows.extend(run_scenario("8 negative control: drain 0", 1, &root, negative_control).await);
+    rows.extend(
+        run_scenario(
+            "19 negative control: service idles out first (nginx)",
+            1,
+            &root,
+            keep_alive_race,
+        )
+        .await,
+    );
     rows.extend(
         run_scenario(
             "16 negative control: no healthCheck {} (Traefik)",
