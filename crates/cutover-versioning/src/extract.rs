@@ -166,6 +166,12 @@ fn misconfigured(error: &dyn std::fmt::Display) -> VersionedJsonRejection {
 fn rejection(error: TransformError) -> VersionedJsonRejection {
     match error {
         TransformError::UnknownFields(unknown) => VersionedJsonRejection(unknown_fields(&unknown)),
+        TransformError::ReadOnly(read_only) => VersionedJsonRejection(
+            Problem::bad_request(read_only.to_string())
+                .with_type("urn:cutover:problem:read-only-fields")
+                .with_title("Read-only fields")
+                .with_extension("fields", read_only.fields().to_vec()),
+        ),
         TransformError::Json { message, .. } => VersionedJsonRejection(
             Problem::unprocessable(message)
                 .with_type("urn:cutover:problem:invalid-body")

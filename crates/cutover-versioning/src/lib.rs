@@ -60,8 +60,8 @@ mod set;
 mod version;
 
 pub use changes::{
-    ChangeBuilder, ResourceBuilder, Shape, TransformError, UnknownFields, VersionChanges, VersionChangesBuilder,
-    VersionChangesError, VersionedShape,
+    ChangeBuilder, ReadOnlyFields, ResourceBuilder, Shape, TransformError, UnknownFields, VersionChanges,
+    VersionChangesBuilder, VersionChangesError, VersionedShape,
 };
 #[cfg(feature = "axum")]
 pub use extract::{

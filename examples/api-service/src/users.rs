@@ -99,7 +99,10 @@ pub fn changes(versions: &VersionSet) -> VersionChanges {
                 "preferences",
             ],
             |user| {
-                user.version("1.3", |v| v.added_with_default("preferences", json!({})))
+                // One resource for reads and writes: `NewUser` names it too, and a write may
+                // not set what the server does.
+                user.read_only(["id", "created_at", "updated_at"])
+                    .version("1.3", |v| v.added_with_default("preferences", json!({})))
                     .version("1.2", |v| v.added("updated_at").added("profile"))
                     .version("1.1", |v| {
                         v.added("created_at")
@@ -202,7 +205,9 @@ impl VersionedShape for User {
     }
 }
 
-/// The body of `POST /api/users`, newest representation.
+/// The body of `POST /api/users` and `PUT`/`PATCH /api/users/{id}`, newest representation: the
+/// `user` resource without what the server sets (declared read-only in [`changes`]), so every
+/// version change of a user applies to it with nothing declared twice.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NewUser {
     /// Login name.
@@ -217,39 +222,6 @@ pub struct NewUser {
     pub profile: Option<Profile>,
     /// Preferences (old clients get `{}`).
     pub preferences: Value,
-    /// Server-set fields as the body gave them: a create may not set them, an update may
-    /// only repeat them unchanged (refused with 400 otherwise).
-    #[serde(default, flatten)]
-    read_only: ReadOnly,
-}
-
-/// The fields of a user that the server sets.
-#[derive(Debug, Clone, Default, Deserialize)]
-struct ReadOnly {
-    id: Option<Value>,
-    created_at: Option<Value>,
-    updated_at: Option<Value>,
-}
-
-impl NewUser {
-    /// The server-set fields the body writes: any, or those that differ from `stored`.
-    fn read_only_fields(&self, stored: Option<&User>) -> Vec<&'static str> {
-        let stored = stored.and_then(|user| serde_json::to_value(user).ok());
-        let ReadOnly {
-            id,
-            created_at,
-            updated_at,
-        } = &self.read_only;
-        [("id", id), ("created_at", created_at), ("updated_at", updated_at)]
-            .into_iter()
-            .filter(|(field, written)| match (written, &stored) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(value), Some(stored)) => stored.get(field) != Some(value),
-            })
-            .map(|(field, _)| field)
-            .collect()
-    }
 }
 
 fn active_by_default() -> bool {
@@ -605,7 +577,7 @@ async fn create(
     headers: HeaderMap,
     VersionedJson(new): VersionedJson<NewUser>,
 ) -> Result<Response, ApiError> {
-    validate(&new, None)?;
+    validate(&new)?;
     let user = store.insert(new).await?;
     if let Some(events) = events {
         let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
@@ -634,7 +606,7 @@ async fn update(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user with id {id}")))?;
     let new = update.onto(&stored)?;
-    validate(&new, Some(&stored))?;
+    validate(&new)?;
     let user = store
         .update(id, new)
         .await?
@@ -672,17 +644,7 @@ fn is_hostile(c: char) -> bool {
         || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
 }
 
-/// Validate a create (`stored` is `None`) or an update of `stored`.
-fn validate(new: &NewUser, stored: Option<&User>) -> Result<(), ApiError> {
-    let written = new.read_only_fields(stored);
-    if !written.is_empty() {
-        let names: Vec<String> = written.iter().map(|field| format!("`{field}`")).collect();
-        let verb = if written.len() == 1 { "is" } else { "are" };
-        return Err(ApiError::BadRequest(format!(
-            "{} {verb} set by the server and cannot be written",
-            names.join(", ")
-        )));
-    }
+fn validate(new: &NewUser) -> Result<(), ApiError> {
     if new.username.trim().is_empty() {
         return Err(ApiError::Invalid("username must not be empty".to_owned()));
     }

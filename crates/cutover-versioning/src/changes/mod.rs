@@ -23,8 +23,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 
 pub use shape::{Shape, VersionedShape};
-pub use write::UnknownFields;
 pub(crate) use write::merge_patch;
+pub use write::{ReadOnlyFields, UnknownFields};
 
 pub(crate) use self::plan::Direction;
 use self::{ops::Op, plan::Plan};
@@ -68,6 +68,9 @@ pub enum TransformError {
     /// A request names fields its version does not have.
     #[error(transparent)]
     UnknownFields(#[from] UnknownFields),
+    /// A request writes fields only the server sets.
+    #[error(transparent)]
+    ReadOnly(#[from] ReadOnlyFields),
 }
 
 impl From<serde_json::Error> for TransformError {
@@ -91,6 +94,8 @@ struct ResourceChanges {
     renamed_at: Vec<Vec<(String, String)>>,
     /// Whether requests may carry fields the version does not have.
     ignore_unknown: bool,
+    /// Fields only the server sets (newest names).
+    read_only: Vec<String>,
 }
 
 /// The declared changes of every resource, with compiled plans cached per (type, version).
@@ -159,6 +164,7 @@ impl fmt::Debug for VersionChangesBuilder {
 pub struct ResourceBuilder {
     versions: Vec<(String, Vec<Op>)>,
     ignore_unknown: bool,
+    read_only: Vec<String>,
 }
 
 impl fmt::Debug for ResourceBuilder {
@@ -182,6 +188,22 @@ impl ResourceBuilder {
     /// stored resource is protected either way.
     pub fn ignore_unknown_fields(mut self) -> Self {
         self.ignore_unknown = true;
+        self
+    }
+
+    /// Fields only the server sets (`id`, `created_at`, ...), by their newest names. One
+    /// resource then serves as its own create and update body: a request type that names the
+    /// same resource (`Shape::resource("user")` on both `User` and `NewUser`) goes through the
+    /// same version changes, and a body that writes one of these fields is refused with 400
+    /// ([`ReadOnlyFields`](crate::ReadOnlyFields)), in the request's vocabulary. A create may
+    /// not set them; a `PUT` or `PATCH` may repeat them unchanged (a client sends back what it
+    /// read).
+    pub fn read_only<I, F>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<String>,
+    {
+        self.read_only.extend(fields.into_iter().map(Into::into));
         self
     }
 }
@@ -355,6 +377,7 @@ impl VersionChanges {
         let index = self.index(version)?;
         let plan = self.plan::<T>(index, Direction::Up)?;
         self.check_fields(&plan, &body, index)?;
+        self.check_read_only(&plan, &body, index, None)?;
         plan.apply(&mut body);
         self.deserialize(&plan, body, index)
     }
@@ -399,7 +422,11 @@ impl VersionChanges {
         let index = self.index(version)?;
         let plan = self.plan::<T>(index, Direction::Up)?;
         self.check_fields(&plan, &body, index)?;
-        self.onto(&plan, body, index, stored)
+        let chain = self.stored_chain(index, stored)?;
+        self.check_read_only(&plan, &body, index, Some(&chain[0]))?;
+        let mut body = body;
+        plan.apply_onto(&mut body, &chain);
+        self.deserialize(&plan, body, index)
     }
 
     /// A `PATCH` body from a client of `version`: a JSON merge patch (RFC 7396) in that
@@ -414,21 +441,11 @@ impl VersionChanges {
         let plan = self.plan::<T>(index, Direction::Up)?;
         self.check_fields(&plan, &patch, index)?;
         let chain = self.stored_chain(index, stored)?;
+        self.check_read_only(&plan, &patch, index, Some(&chain[0]))?;
         let mut body = chain[0].clone();
         merge_patch(&mut body, patch);
         plan.apply_onto(&mut body, &chain);
         self.deserialize(&plan, body, index)
-    }
-
-    /// `body` (checked) brought forward onto `stored`, and deserialized.
-    fn onto<T, R>(&self, plan: &Plan, mut body: Value, index: usize, stored: &R) -> Result<T, TransformError>
-    where
-        T: DeserializeOwned,
-        R: Serialize + VersionedShape + 'static,
-    {
-        let chain = self.stored_chain(index, stored)?;
-        plan.apply_onto(&mut body, &chain);
-        self.deserialize(plan, body, index)
     }
 
     /// `stored` at every version from `index` to the newest.
@@ -446,6 +463,56 @@ impl VersionChanges {
             message: self.in_vocabulary(plan, &crate::json::public_message(&source.to_string()), index),
             source,
         })
+    }
+
+    /// Refuse server-set fields `body` writes: any at all on a create (`stored` is `None`);
+    /// on an update, those at the top level that differ from `stored` as the request's
+    /// version sees it (nested ones may be repeated as read).
+    fn check_read_only(
+        &self,
+        plan: &Plan,
+        body: &Value,
+        index: usize,
+        stored: Option<&Value>,
+    ) -> Result<(), ReadOnlyFields> {
+        for (name, path) in &plan.resources {
+            let Some(resource) = self.inner.resources.get(name) else {
+                continue;
+            };
+            if resource.read_only.is_empty() {
+                continue;
+            }
+            let root = path.is_empty();
+            if stored.is_some() && !root {
+                continue;
+            }
+            let mut objects = Vec::new();
+            plan::objects_at(body, path, &mut objects);
+            let mut written: Vec<String> = Vec::new();
+            for field in &resource.read_only {
+                // The name the request's version gives it; absent from that version, the
+                // unknown-field check has it.
+                let named = resource.renamed_at[index]
+                    .iter()
+                    .find(|(newest, _)| newest == field)
+                    .map_or(field.as_str(), |(_, old)| old.as_str());
+                for object in &objects {
+                    let Some(value) = object.get(named) else {
+                        continue;
+                    };
+                    let unchanged = stored
+                        .and_then(|stored| stored.get(named))
+                        .is_some_and(|was| was == value);
+                    if !unchanged && !written.iter().any(|w| w == named) {
+                        written.push(named.to_owned());
+                    }
+                }
+            }
+            if !written.is_empty() {
+                return Err(ReadOnlyFields::new(name, written));
+            }
+        }
+        Ok(())
     }
 
     /// Refuse fields `body` carries that its version does not have.
@@ -591,7 +658,17 @@ impl VersionChangesBuilder {
                 fields_at: Vec::new(),
                 renamed_at: Vec::new(),
                 ignore_unknown: builder.ignore_unknown,
+                read_only: Vec::new(),
             };
+            for field in &builder.read_only {
+                if changes.head_fields.contains(field) {
+                    changes.read_only.push(field.clone());
+                } else {
+                    problems.push(format!(
+                        "resource `{name}`: read-only field `{field}` is not one of its fields"
+                    ));
+                }
+            }
             for (text, ops) in builder.versions {
                 let index = match text.parse::<ApiVersion>() {
                     Ok(version) => match set.index_of(&version) {

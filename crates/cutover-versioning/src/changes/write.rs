@@ -1,4 +1,5 @@
-//! The write contract's pieces: refusing fields a version does not have, and JSON merge patch.
+//! The write contract's pieces: refusing fields a version does not have or that only the
+//! server sets, and JSON merge patch.
 
 use std::fmt;
 
@@ -73,6 +74,44 @@ impl fmt::Display for UnknownFields {
             self.version,
             self.known.join(", ")
         )
+    }
+}
+
+/// A request wrote fields only the server sets (declared with
+/// [`ResourceBuilder::read_only`](crate::ResourceBuilder::read_only)): a create may not set
+/// them, an update may only repeat them unchanged. Refused with 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ReadOnlyFields {
+    resource: &'static str,
+    fields: Vec<String>,
+}
+
+impl ReadOnlyFields {
+    pub(crate) fn new(resource: &'static str, fields: Vec<String>) -> Self {
+        Self { resource, fields }
+    }
+
+    /// The resource concerned.
+    pub fn resource(&self) -> &str {
+        self.resource
+    }
+
+    /// The fields written, as the request's version names them.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
+    }
+}
+
+impl fmt::Display for ReadOnlyFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = self
+            .fields
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let verb = if self.fields.len() == 1 { "is" } else { "are" };
+        write!(f, "{names} {verb} set by the server and cannot be written")
     }
 }
 

@@ -829,3 +829,119 @@ proptest! {
         prop_assert_eq!(back.preferences, expected_preferences);
     }
 }
+
+/// The user resource with its server-set fields declared read-only: `NewUser` is its create
+/// and update body, with nothing declared twice.
+fn read_only_changes() -> VersionChanges {
+    let versions = VersionSet::builder()
+        .supported(["1.0", "1.1"])
+        .default_version("1.1")
+        .build()
+        .unwrap();
+    VersionChanges::builder(&versions)
+        .resource(
+            "user",
+            [
+                "id",
+                "username",
+                "email",
+                "is_active",
+                "created_at",
+                "updated_at",
+                "profile",
+                "preferences",
+            ],
+            |user| {
+                user.read_only(["id", "created_at", "updated_at"]).version("1.1", |v| {
+                    v.added("created_at")
+                        .added("updated_at")
+                        .renamed("name", "username")
+                        .renamed("active", "is_active")
+                })
+            },
+        )
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn read_only_fields_are_refused_on_create_and_may_be_repeated_on_update() {
+    let changes = read_only_changes();
+    let v10: ApiVersion = "1.0".parse().unwrap();
+    let v11: ApiVersion = "1.1".parse().unwrap();
+    let body = |extra: Value| {
+        let mut body = json!({"username": "ada", "email": "a@example.com", "preferences": {}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // A create that leaves them out is fine; one that sets them is refused, naming them.
+    assert!(changes.upgrade::<NewUser>(body(json!({})), &v11).is_ok());
+    let error = changes
+        .upgrade::<NewUser>(body(json!({"id": 7, "created_at": "2020-01-01"})), &v11)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`id`, `created_at` are set by the server and cannot be written"
+    );
+    // In 1.0's vocabulary too; `created_at` does not exist there at all.
+    let old = json!({"name": "ada", "email": "a@example.com", "id": 1});
+    let error = changes.upgrade::<NewUser>(old, &v10).unwrap_err();
+    assert_eq!(error.to_string(), "`id` is set by the server and cannot be written");
+    let error = changes
+        .upgrade::<NewUser>(
+            json!({"name": "ada", "email": "a@example.com", "created_at": "x"}),
+            &v10,
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("is not a field"), "{error}");
+
+    // An update may send back what it read, unchanged; not change it.
+    let stored = User {
+        id: 1,
+        username: "ada".into(),
+        email: "a@example.com".into(),
+        is_active: true,
+        created_at: "2026-01-01".into(),
+        updated_at: "2026-01-02".into(),
+        profile: Profile {
+            first_name: None,
+            last_name: None,
+            avatar_url: None,
+        },
+        preferences: json!({}),
+    };
+    let mut read_back = serde_json::to_value(&stored).unwrap();
+    read_back["email"] = json!("b@example.com");
+    let updated: NewUser = changes.upgrade_onto(read_back.clone(), &v11, &stored).unwrap();
+    assert_eq!(updated.email, "b@example.com");
+    read_back["id"] = json!(2);
+    let error = changes
+        .upgrade_onto::<NewUser, _>(read_back, &v11, &stored)
+        .unwrap_err();
+    assert_eq!(error.to_string(), "`id` is set by the server and cannot be written");
+    let error = changes
+        .patch_onto::<NewUser, _>(json!({"updated_at": "now"}), &v11, &stored)
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "`updated_at` is set by the server and cannot be written"
+    );
+    assert!(
+        changes
+            .patch_onto::<NewUser, _>(json!({"id": 1}), &v11, &stored)
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_read_only_field_the_resource_does_not_have_is_a_build_error() {
+    let versions = VersionSet::builder().supported(["1.0"]).build().unwrap();
+    let error = VersionChanges::builder(&versions)
+        .resource("user", ["id", "name"], |user| user.read_only(["id", "crated_at"]))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error.problems(),
+        ["resource `user`: read-only field `crated_at` is not one of its fields"]
+    );
+}
