@@ -5,9 +5,15 @@
 //!   data rate after its grace period (Kestrel's `MinRequestBodyDataRate`) ends the request
 //!   with 408 and `Connection: close`, whatever the handler made of the read error: a slow
 //!   client pays for its own slowness and frees its concurrency slot.
-//! - The request timeout measures the service, not the client's upload: its clock restarts
-//!   when the body has been read, and it does not fire while the handler is still receiving a
-//!   body that keeps to the minimum rate. Past it, the answer is 503 (the server was slow).
+//! - A small body (a `Content-Length` of at most [`BUFFER_UP_TO`]) is read whole before the
+//!   request takes a concurrency slot, as a proxy that buffers request bodies does: clients
+//!   trickling bodies hold a connection each, never the slots that handlers need, so 520 of
+//!   them cannot lock out the clients that send at once. Larger and streamed bodies go to the
+//!   handler as they arrive.
+//! - The request timeout measures the service, not the client's upload: its clock starts when
+//!   a buffered body has been read, restarts when a streamed one has, and does not fire while
+//!   the handler is still receiving a body that keeps to the minimum rate. Past it, the answer
+//!   is 503 (the server was slow).
 //! - An HTTP/1.1 answer given before the body was read (a 413 from its `Content-Length`, a
 //!   415, any early refusal) carries `Connection: close`: the server will not read the rest, so
 //!   the connection cannot be reused, and a client that pools connections must not send its
@@ -30,8 +36,9 @@ use axum::{
 };
 use bytes::Bytes;
 use cutover_core::problem::Problem;
-use http::{HeaderValue, Request, StatusCode, Version, header};
+use http::{HeaderValue, Request, StatusCode, Version, header, request::Parts};
 use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt as _, combinators::Collect};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::{BoxError, Layer, Service};
@@ -39,8 +46,15 @@ use tower_http::timeout::{TimeoutBody, TimeoutError};
 
 use crate::limits::MinDataRate;
 
+/// Bodies of at most this many bytes (by `Content-Length`) are read whole before the request
+/// takes a concurrency slot.
+pub(crate) const BUFFER_UP_TO: u64 = 64 * 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyWatchLayer {
+    /// Bodies up to this size are read whole first: at most [`BUFFER_UP_TO`], and never one
+    /// the body limit refuses from its `Content-Length`, unread.
+    pub(crate) buffer_up_to: u64,
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) min_rate: Option<MinDataRate>,
     pub(crate) request_timeout: Option<Duration>,
@@ -77,13 +91,13 @@ const CUT_TOO_SLOW: u8 = 2;
 
 impl<S, B> Service<Request<Body>> for BodyWatch<S>
 where
-    S: Service<Request<Body>, Response = Response<B>>,
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = BodyWatchFuture<S::Future>;
+    type Future = BodyWatchFuture<S, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -99,7 +113,9 @@ where
         // Requests without a body (most GETs) are passed through untouched.
         if http_body::Body::is_end_stream(request.body()) {
             return BodyWatchFuture {
-                inner: self.inner.call(request),
+                state: State::Running {
+                    inner: self.inner.call(request),
+                },
                 seen: None,
                 version,
                 timeout,
@@ -109,20 +125,48 @@ where
         let BodyWatchLayer {
             read_timeout, min_rate, ..
         } = self.limits;
-        let watched = Arc::clone(&seen);
-        let request = request.map(move |body| {
-            let inner = match read_timeout {
-                Some(timeout) => Body::new(TimeoutBody::new(timeout, body)),
-                None => body,
+        let watch = {
+            let seen = Arc::clone(&seen);
+            move |body: Body| {
+                let inner = match read_timeout {
+                    Some(timeout) => Body::new(TimeoutBody::new(timeout, body)),
+                    None => body,
+                };
+                WatchedBody {
+                    inner,
+                    seen,
+                    rate: min_rate.map(RateClock::new),
+                }
+            }
+        };
+        let small = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok())
+            .is_some_and(|length| length <= self.limits.buffer_up_to);
+        if small {
+            // The service that was made ready takes the request once the body is in; this
+            // one stays for the next request (tower's clone-and-swap).
+            let clone = self.inner.clone();
+            let service = std::mem::replace(&mut self.inner, clone);
+            let (parts, body) = request.into_parts();
+            return BodyWatchFuture {
+                state: State::Buffering {
+                    collect: watch(body).collect(),
+                    parts: Some(parts),
+                    service: Some(service),
+                },
+                seen: Some(seen),
+                version,
+                timeout,
             };
-            Body::new(WatchedBody {
-                inner,
-                seen: watched,
-                rate: min_rate.map(RateClock::new),
-            })
-        });
+        }
+        let request = request.map(|body| Body::new(watch(body)));
         BodyWatchFuture {
-            inner: self.inner.call(request),
+            state: State::Running {
+                inner: self.inner.call(request),
+            },
             seen: Some(seen),
             version,
             timeout,
@@ -139,59 +183,114 @@ struct RequestTimeout {
 }
 
 pin_project! {
-    pub(crate) struct BodyWatchFuture<F> {
+    #[project = StateProj]
+    enum State<S, F> {
+        /// Reading a small body whole, before the service (and its concurrency slot) sees it.
+        Buffering {
+            #[pin]
+            collect: Collect<WatchedBody>,
+            parts: Option<Parts>,
+            service: Option<S>,
+        },
+        /// The service has the request.
+        Running {
+            #[pin]
+            inner: F,
+        },
+    }
+}
+
+pin_project! {
+    pub(crate) struct BodyWatchFuture<S, F> {
         #[pin]
-        inner: F,
+        state: State<S, F>,
         seen: Option<Arc<Seen>>,
         version: Version,
         timeout: Option<RequestTimeout>,
     }
 }
 
-impl<F, B, E> Future for BodyWatchFuture<F>
+impl<S, B> Future for BodyWatchFuture<S, S::Future>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<Body>, Response = Response<B>>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Output = Result<Response, E>;
+    type Output = Result<Response, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Poll::Ready(response) = this.inner.poll(cx) else {
-            if let Some(timeout) = this.timeout.as_mut()
-                && timed_out(timeout, this.seen.as_deref(), cx)
-            {
-                // An empty 503: the problem layer fills in "could not answer in time".
-                let mut response = Response::new(Body::empty());
-                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                return Poll::Ready(Ok(response));
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Buffering {
+                    collect,
+                    parts,
+                    service,
+                } => {
+                    let collected = std::task::ready!(collect.poll(cx));
+                    let Ok(collected) = collected else {
+                        return Poll::Ready(Ok(cut_short(this.seen.as_deref(), *this.version)));
+                    };
+                    let (Some(parts), Some(mut service)) = (parts.take(), service.take()) else {
+                        unreachable!("a buffered request is handed over once");
+                    };
+                    // The service was made ready for this request before it was taken.
+                    let request = Request::from_parts(parts, Body::from(collected.to_bytes()));
+                    let inner = service.call(request);
+                    this.state.set(State::Running { inner });
+                    // The service's clock starts now: the upload was the client's time.
+                    if let Some(timeout) = this.timeout.as_mut() {
+                        let now = Instant::now();
+                        timeout.body_done_at = Some(now);
+                        timeout.sleep.as_mut().reset(now + timeout.timeout);
+                    }
+                }
+                StateProj::Running { inner } => {
+                    let Poll::Ready(response) = inner.poll(cx) else {
+                        if let Some(timeout) = this.timeout.as_mut()
+                            && timed_out(timeout, this.seen.as_deref(), cx)
+                        {
+                            // An empty 503: the problem layer fills in "could not answer in time".
+                            let mut response = Response::new(Body::empty());
+                            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                            return Poll::Ready(Ok(response));
+                        }
+                        return Poll::Pending;
+                    };
+                    let response = response?.map(Body::new);
+                    let Some(seen) = this.seen.as_ref() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    if seen.cut.load(Ordering::Relaxed) != CUT_NONE {
+                        return Poll::Ready(Ok(cut_short(Some(seen), *this.version)));
+                    }
+                    let mut response = response;
+                    if !seen.finished.load(Ordering::Relaxed) {
+                        close(&mut response, *this.version);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
             }
-            return Poll::Pending;
-        };
-        let response = response?.map(Body::new);
-        let Some(seen) = this.seen.as_ref() else {
-            return Poll::Ready(Ok(response));
-        };
-        let detail = match seen.cut.load(Ordering::Relaxed) {
-            CUT_STALLED => Some("the request body stopped arriving; send it at once or not at all"),
-            CUT_TOO_SLOW => Some("the request body arrived too slowly; send it at once or not at all"),
-            _ => None,
-        };
-        if let Some(detail) = detail {
-            let mut response = Problem::new(StatusCode::REQUEST_TIMEOUT)
-                .with_type("urn:cutover:problem:body-read-timeout")
-                .with_detail(detail)
-                .into_response();
-            close(&mut response, *this.version);
-            return Poll::Ready(Ok(response));
         }
-        let mut response = response;
-        if !seen.finished.load(Ordering::Relaxed) {
-            close(&mut response, *this.version);
-        }
-        Poll::Ready(Ok(response))
     }
+}
+
+/// The answer to a body the client did not deliver: 408 when it stalled or crawled, 400 when
+/// it broke off (the connection is closed either way).
+fn cut_short(seen: Option<&Seen>, version: Version) -> Response {
+    let cut = seen.map_or(CUT_NONE, |seen| seen.cut.load(Ordering::Relaxed));
+    let problem = match cut {
+        CUT_STALLED => Problem::new(StatusCode::REQUEST_TIMEOUT)
+            .with_type("urn:cutover:problem:body-read-timeout")
+            .with_detail("the request body stopped arriving; send it at once or not at all"),
+        CUT_TOO_SLOW => Problem::new(StatusCode::REQUEST_TIMEOUT)
+            .with_type("urn:cutover:problem:body-read-timeout")
+            .with_detail("the request body arrived too slowly; send it at once or not at all"),
+        _ => Problem::bad_request("the request body could not be read to its end"),
+    };
+    let mut response = problem.into_response();
+    close(&mut response, version);
+    response
 }
 
 /// Whether the request timeout has run out for the service. The time a client spends sending

@@ -95,13 +95,17 @@ pub(crate) fn public(parts: Parts) -> App {
         metrics,
         record_metrics,
     } = parts;
+    // The body watch is outside the gate: a small body is read whole before its request takes
+    // a concurrency slot, so slow uploads hold connections, never the handlers' slots.
     let application = ServiceBuilder::new()
-        .layer(gate::ConcurrencyGateLayer::new(limits.max_concurrent_requests))
         .layer(body::BodyWatchLayer {
+            buffer_up_to: body::BUFFER_UP_TO.min(u64::try_from(limits.max_body_size).unwrap_or(u64::MAX)),
             read_timeout: limits.body_read_timeout,
             min_rate: limits.min_body_data_rate,
             request_timeout: limits.request_timeout,
         })
+        .layer(gate::ConcurrencyGateLayer::new(limits.max_concurrent_requests))
+        .map_response(|response: Response<_>| response.map(Body::new))
         .layer(RequestBodyLimitLayer::new(limits.max_body_size))
         .map_request(|request: Request<_>| request.map(Body::new))
         // The limit above is enforced on the body itself; axum's extractors need not add their own.

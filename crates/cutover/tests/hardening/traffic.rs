@@ -271,3 +271,37 @@ async fn the_drain_closes_connections_that_carry_no_request_and_finishes_the_res
     let report = running.served.await.unwrap().unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+#[tokio::test]
+async fn clients_trickling_small_bodies_never_take_the_slots_of_those_that_send_at_once() {
+    // Four slots, twenty clients trickling a 1,000-byte body a byte every 100 ms, still in
+    // their grace period: they hold connections, not slots. Clients that send at once are
+    // all served meanwhile, and the tricklers are cut with 408 once the grace is over.
+    let limits = quick()
+        .max_concurrent_requests(4)
+        .body_read_timeout(Duration::from_secs(30))
+        .min_body_data_rate(1000, Duration::from_secs(2));
+    let running = serve(app(), limits).await;
+    let tricklers: Vec<_> = (0..20)
+        .map(|_| {
+            let address = running.address;
+            tokio::spawn(trickled_post(address, 1000, 1, Duration::from_millis(100)))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let response = client
+            .post(format!("{}/", running.base))
+            .body(vec![b'x'; 100])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "a client that sends at once was refused");
+    }
+    for trickler in tricklers {
+        let answer = trickler.await.unwrap().expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    running.stop().await;
+}
