@@ -46,17 +46,43 @@
 //! | sensitive headers | `tower-http` | `Authorization`, `Cookie`, `Proxy-Authorization` and `Set-Cookie` are never printed |
 //! | request id | `tower-http` | `x-request-id` kept when the client sent a sane one (at most 128 visible characters), else a UUID; echoed on the response |
 //! | service version | cutover | `X-Service-Version` on every response |
-//! | trace | `tower-http` | one span per request (method, path, request id, service version, then route, API version, status, latency), one `cutover::access` line when it ends; probes at DEBUG |
+//! | trace | `tower-http` | one span per request (method, path, request id), one `cutover::access` line when it ends (status, latency, route, API and service version); probes at DEBUG. With OpenTelemetry export on, the span also records the late fields as its attributes |
 //! | metrics | cutover | Prometheus request metrics by route template, API and service version ([`prometheus`]), when turned on |
 //! | problem bodies | cutover | error responses produced without a body (axum's 404 and 405, a timeout's 503) or as plain text by a body limit (413) get a problem document |
 //! | drain | `cutover-shutdown` | `Connection: close` while draining (HTTP/2: a GOAWAY from the server), 503 while stopping |
 //! | catch panic | `tower-http` | a panicking handler answers 500; the process keeps serving |
 //! | router | axum | probes and `/metrics` first, the application behind them |
 //!
-//! Around the application only (never the probes or `/metrics`): load shedding at the
-//! concurrency limit (`tower`; 503 + `Retry-After`), the request timeout and the body limit
-//! (`tower-http`), and the body read timeout (`tower-http`'s `TimeoutBody`, answered 408).
-//! [`Service::router`] gives the assembled app for in-process tests.
+//! Around the application only (never the probes or `/metrics`): the body watch (the body
+//! read timeout with `tower-http`'s `TimeoutBody` and the minimum data rate, both answered
+//! 408; small bodies read whole first), the request timeout (503; the upload is not counted),
+//! load shedding at the concurrency limit (503 + `Retry-After`), and the body limit
+//! (`tower-http`, 413).
+//!
+//! # Testing in-process
+//!
+//! [`Service::router`] is the assembled app, for tests that drive the real wiring with
+//! `tower::ServiceExt::oneshot`, no socket needed:
+//!
+//! ```
+//! use axum::{Router, body::Body, http::Request, routing::get};
+//! use cutover::{Service, health::HealthRegistry, shutdown::ShutdownConfig};
+//! use tower::ServiceExt as _;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let health = HealthRegistry::builder().build().unwrap();
+//! let service = Service::builder(Router::new().route("/hello", get(|| async { "hi" })))
+//!     .health(health.clone())
+//!     .shutdown(ShutdownConfig::default().signals(false))
+//!     .build()
+//!     .unwrap();
+//! health.mark_started();
+//! health.refresh().await;
+//! let ready = service.router().oneshot(Request::get("/health/ready").body(Body::empty()).unwrap()).await.unwrap();
+//! assert_eq!(ready.status(), 200);
+//! # }
+//! ```
 //!
 //! # Feature flags
 //!

@@ -20,7 +20,7 @@ use axum::{
     extract::{ConnectInfo, Request},
     response::Response,
 };
-use cutover_core::PhaseWatch;
+use cutover_core::{Phase, PhaseWatch};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
@@ -196,9 +196,11 @@ pub(crate) async fn serve(
     let limits = &shared.limits;
     let mut closing = false;
     let mut goaway_sent = false;
-    // A connection opened while the service drains is not one the drain found idle: it is
-    // answered (with `Connection: close`, or a GOAWAY after its first HTTP/2 request).
-    let mut phase_open = !signals.phase.phase().is_shutting_down();
+    // The phase the connection was accepted in: one opened while the service drains is not
+    // one the drain found open, and is answered (with `Connection: close`, or a GOAWAY after
+    // its first HTTP/2 request).
+    let accepted_in = signals.phase.phase();
+    let mut phase_open = accepted_in < Phase::Stopping;
     loop {
         let deadline = if closing {
             // One more quiet period to finish, then it is dropped.
@@ -223,20 +225,33 @@ pub(crate) async fn serve(
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            phase = signals.phase.changed(), if !goaway_sent && phase_open => {
+            phase = signals.phase.changed(), if phase_open => {
+                let http2 = activity.http2.load(Ordering::Relaxed);
                 match phase {
                     None => phase_open = false,
-                    Some(phase) if phase.is_shutting_down() => {
-                        // Draining: a connection that carries no request is closed now, so a
-                        // pooled client opens its next one elsewhere (HTTP/2: a GOAWAY, and
-                        // in-flight streams finish). An HTTP/1.1 request in progress is
-                        // answered with `Connection: close` by the drain layer.
-                        if activity.http2.load(Ordering::Relaxed) {
+                    // Stopping (the drain delay is over; proxies have stopped routing here):
+                    // a connection that carries no request (idle keep-alive, a head still
+                    // arriving) is closed now, an HTTP/2 one told to go.
+                    Some(phase) if phase >= Phase::Stopping => {
+                        phase_open = false;
+                        if !http2 && activity.carries_no_request() {
+                            tracing::debug!(%remote, "closing a connection with no request in progress: stopping");
+                            return;
+                        }
+                        if http2 && !goaway_sent {
                             goaway_sent = true;
                             connection.as_mut().graceful_shutdown();
-                        } else if activity.carries_no_request() {
-                            tracing::debug!(%remote, "closing a connection with no request in progress: draining");
-                            return;
+                        }
+                    }
+                    // Draining: an HTTP/2 connection gets a GOAWAY at once (clients open their
+                    // next stream elsewhere; the protocol makes it race-free). An idle HTTP/1.1
+                    // one stays open: a proxy may still send on it until it has seen the
+                    // readiness change, and closing it under the proxy is the keep-alive race;
+                    // each request on it is answered with `Connection: close` instead.
+                    Some(phase) if phase.is_shutting_down() && accepted_in < Phase::Draining => {
+                        if http2 && !goaway_sent {
+                            goaway_sent = true;
+                            connection.as_mut().graceful_shutdown();
                         }
                     }
                     Some(_) => {}

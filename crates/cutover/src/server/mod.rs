@@ -11,12 +11,14 @@
 //! - A connection with no request in progress for the idle timeout is closed (HTTP/2: a
 //!   GOAWAY). Bytes that carry no request (HTTP/2 PINGs) do not keep it open. A response
 //!   body still streaming is a request in progress.
-//! - When the service starts draining, a connection that carries no request is closed
-//!   (HTTP/1.1: an idle keep-alive connection or a head still arriving) or sent a GOAWAY
-//!   (HTTP/2), so pooled clients open their next connection elsewhere; HTTP/1.1 requests in
-//!   progress are answered with the drain layer's `Connection: close`.
-//! - When the server is told to stop, connections with no request in progress are closed at
-//!   once and the others gracefully.
+//! - When the service starts draining, every HTTP/2 connection gets a GOAWAY, so clients open
+//!   their next stream elsewhere while in-flight ones finish. HTTP/1.1 connections stay open
+//!   through the drain delay, while proxies may still route here: closing an idle one under a
+//!   proxy that is about to reuse it is the keep-alive race (a reset, a 502 for a POST); each
+//!   request on it is answered with the drain layer's `Connection: close` instead.
+//! - When the drain delay is over (stopping), a connection that carries no request (an idle
+//!   keep-alive connection, a head still arriving) is closed at once; when the server is told
+//!   to stop, the rest close gracefully.
 
 mod connection;
 

@@ -226,10 +226,10 @@ async fn probes_answer_when_half_open_connections_fill_the_connection_limit() {
 }
 
 #[tokio::test]
-async fn the_drain_closes_connections_that_carry_no_request_and_finishes_the_rest() {
-    // 500 slowloris connections, idle kept-alive ones, and 50 requests in flight when the
-    // drain starts: the ones with no request go at once, every request in flight is answered,
-    // and the shutdown is clean.
+async fn stopping_closes_connections_that_carry_no_request_and_finishes_the_rest() {
+    // 500 slowloris connections, an idle kept-alive one, and 50 requests in flight when the
+    // drain starts: the ones with no request go when the drain delay is over, every request
+    // in flight is answered, and the shutdown is clean.
     let config = ShutdownConfig::default()
         .drain_delay(Duration::from_secs(2))
         .shutdown_timeout(Duration::from_secs(10));
@@ -254,17 +254,34 @@ async fn the_drain_closes_connections_that_carry_no_request_and_finishes_the_res
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let triggered = Instant::now();
     running.handle.trigger();
+    // Through the drain delay, a pooled connection stays open (a proxy may still send on it;
+    // closing it under the proxy is the keep-alive race), and what it carries is answered
+    // with `Connection: close`.
     assert!(
-        idle.closed_within(Duration::from_millis(500)).await.is_some(),
-        "an idle kept-alive connection stayed open into the drain"
+        idle.closed_within(Duration::from_millis(500)).await.is_none(),
+        "an idle kept-alive connection was closed while proxies may still route here"
     );
+    idle.write(GET).await;
+    let head = idle.read_response_head().await.to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200") && head.contains("connection: close"),
+        "{head}"
+    );
+    assert!(idle.closed_within(Duration::from_millis(500)).await.is_some());
+    // When the drain delay is over, the connections that carry no request go at once.
     for (index, connection) in slowloris.iter_mut().enumerate().step_by(50) {
         assert!(
-            connection.closed_within(Duration::from_millis(500)).await.is_some(),
-            "half-open connection {index} stayed open into the drain"
+            connection.closed_within(Duration::from_secs(3)).await.is_some(),
+            "half-open connection {index} stayed open past the drain delay"
         );
     }
+    let closed_after = triggered.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(1900) && closed_after < Duration::from_secs(3),
+        "closed {closed_after:?} after the trigger, the drain delay is 2 s"
+    );
     for request in in_flight {
         assert_eq!(request.await.unwrap().unwrap(), 200);
     }
