@@ -203,11 +203,16 @@ pub(crate) async fn serve(
     let mut phase_open = accepted_in < Phase::Stopping;
     loop {
         let deadline = if closing {
-            // One more quiet period to finish, then it is dropped.
-            limits
-                .idle_timeout
-                .or(limits.header_read_timeout)
-                .map(|quiet| activity.at(activity.last_moved.load(Ordering::Relaxed)) + quiet)
+            // One more quiet period to finish, then it is dropped; while a request is still in
+            // flight, look again one period later (the shutdown's own timeout bounds it).
+            limits.idle_timeout.or(limits.header_read_timeout).map(|quiet| {
+                let quiet_since = activity.at(activity.last_moved.load(Ordering::Relaxed)) + quiet;
+                if activity.carries_no_request() {
+                    quiet_since
+                } else {
+                    quiet_since.max(Instant::now() + quiet)
+                }
+            })
         } else {
             earliest(activity.head_deadline(limits), activity.idle_deadline(limits))
         };
