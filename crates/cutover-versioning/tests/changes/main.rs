@@ -100,31 +100,30 @@ fn versions() -> VersionSet {
         .unwrap()
 }
 
+/// The user's fields in the newest version.
+const USER_FIELDS: [&str; 8] = [
+    "id",
+    "username",
+    "email",
+    "is_active",
+    "created_at",
+    "updated_at",
+    "profile",
+    "preferences",
+];
+
 /// The brief's history, declared once per version that introduced it.
 fn changes() -> VersionChanges {
     VersionChanges::builder(&versions())
-        .resource(
-            "user",
-            [
-                "id",
-                "username",
-                "email",
-                "is_active",
-                "created_at",
-                "updated_at",
-                "profile",
-                "preferences",
-            ],
-            |user| {
-                user.version("1.3", |v| v.added_with_default("preferences", json!({})))
-                    .version("1.2", |v| v.added("updated_at").added("profile"))
-                    .version("1.1", |v| {
-                        v.added("created_at")
-                            .renamed("name", "username")
-                            .renamed("active", "is_active")
-                    })
-            },
-        )
+        .resource("user", USER_FIELDS, |user| {
+            user.version("1.3", |v| v.added_with_default("preferences", json!({})))
+                .version("1.2", |v| v.added("updated_at").added("profile"))
+                .version("1.1", |v| {
+                    v.added("created_at")
+                        .renamed("name", "username")
+                        .renamed("active", "is_active")
+                })
+        })
         .resource("team", ["name", "lead", "members"], |team| team)
         .build()
         .unwrap()
@@ -259,28 +258,15 @@ fn children_are_downgraded_before_their_parent_and_upgraded_after_it() {
     // In 1.2 the team gained `lead_name`, computed by older clients from the lead itself,
     // which at that point must already be in its older shape (with `name`).
     let changes = VersionChanges::builder(&versions)
-        .resource(
-            "user",
-            [
-                "id",
-                "username",
-                "email",
-                "is_active",
-                "created_at",
-                "updated_at",
-                "profile",
-                "preferences",
-            ],
-            |user| {
-                user.version("1.3", |v| v.added("preferences"))
-                    .version("1.2", |v| v.added("updated_at").added("profile"))
-                    .version("1.1", |v| {
-                        v.added("created_at")
-                            .renamed("name", "username")
-                            .renamed("active", "is_active")
-                    })
-            },
-        )
+        .resource("user", USER_FIELDS, |user| {
+            user.version("1.3", |v| v.added("preferences"))
+                .version("1.2", |v| v.added("updated_at").added("profile"))
+                .version("1.1", |v| {
+                    v.added("created_at")
+                        .renamed("name", "username")
+                        .renamed("active", "is_active")
+                })
+        })
         .resource("team", ["name", "lead", "members"], |team| {
             team.version("1.1", |v| {
                 v.custom(
@@ -839,27 +825,14 @@ fn read_only_changes() -> VersionChanges {
         .build()
         .unwrap();
     VersionChanges::builder(&versions)
-        .resource(
-            "user",
-            [
-                "id",
-                "username",
-                "email",
-                "is_active",
-                "created_at",
-                "updated_at",
-                "profile",
-                "preferences",
-            ],
-            |user| {
-                user.read_only(["id", "created_at", "updated_at"]).version("1.1", |v| {
-                    v.added("created_at")
-                        .added("updated_at")
-                        .renamed("name", "username")
-                        .renamed("active", "is_active")
-                })
-            },
-        )
+        .resource("user", USER_FIELDS, |user| {
+            user.read_only(["id", "created_at", "updated_at"]).version("1.1", |v| {
+                v.added("created_at")
+                    .added("updated_at")
+                    .renamed("name", "username")
+                    .renamed("active", "is_active")
+            })
+        })
         .build()
         .unwrap()
 }
